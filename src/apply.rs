@@ -1,0 +1,320 @@
+//! The apply loop: replication events → decode → derive → spool → ack.
+//!
+//! Inputs: [`ReplicationEvent`]s in WAL order from one replication session.
+//! Outputs: spool batches and, after each spool commit, the new checkpoint
+//! (which the caller reports to PostgreSQL as the flush LSN).
+//!
+//! Invariants:
+//! - A spool batch is committed only on a transaction boundary: never while a
+//!   source transaction is open, so the checkpoint is always a Commit end LSN
+//!   or an idle keepalive position (DESIGN.md §2.2, §2.4).
+//! - Row changes are written into the open spool batch as they arrive; a
+//!   transaction is never held whole in memory.
+//! - A transaction whose commit LSN is below the checkpoint is already in the
+//!   spool: it is decoded (to keep the relation cache right) and skipped.
+//! - Group commit: several small transactions share one spool commit (one
+//!   fsync), but a completed transaction waits at most [`MAX_BATCH_AGE`]
+//!   once another begins, and never when the stream has nothing more ready.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgwire_replication::ReplicationEvent;
+use tokio::sync::Notify;
+
+use crate::decode::{DecodeError, Decoder, Message};
+use crate::derive::{Deriver, Effect, Lookup, TxContext};
+use crate::lsn::Lsn;
+use crate::spool::{SpoolError, SpoolWriter};
+use crate::telemetry::Metrics;
+
+/// PostgreSQL timestamps count µs from 2000-01-01; ours from 1970-01-01.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+/// Commit at least every this many source transactions.
+const MAX_BATCH_TXS: usize = 5_000;
+/// A completed transaction waits at most this long for companions.
+const MAX_BATCH_AGE: Duration = Duration::from_millis(20);
+/// Idle keepalive positions are written at most this often (each is an fsync).
+const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Why applying stopped. Decode and spool errors are fatal for the session
+/// and name the LSN; nothing past the last checkpoint was acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A pgoutput message could not be decoded.
+    #[error("cannot decode the change at WAL position {lsn}: {source}. Nothing from this transaction was acknowledged; report this with the server version and table definition")]
+    Decode {
+        /// Where.
+        lsn: Lsn,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The stream broke the protocol's framing rules.
+    #[error("replication protocol: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug)]
+struct OpenTx {
+    ctx: TxContext,
+    skip: bool,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    txs: usize,
+    started: Option<Instant>,
+    end: Option<Lsn>,
+    new_events: u64,
+}
+
+/// Applies one stream to the spool; survives reconnects (call
+/// [`Applier::reset_session`] between sessions).
+#[derive(Debug)]
+pub struct Applier {
+    decoder: Decoder,
+    deriver: Deriver,
+    writer: SpoolWriter,
+    open_tx: Option<OpenTx>,
+    batch: Batch,
+    last_idle_write: Option<Instant>,
+    metrics: Arc<Metrics>,
+    wake: Vec<Arc<Notify>>,
+}
+
+impl Lookup for SpoolWriter {
+    fn customer(&self, id: &str) -> Result<Option<crate::derive::CustomerIdentity>, SpoolError> {
+        match self.customer_json(id)? {
+            Some(json) => Ok(serde_json::from_str(&json).ok()),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Applier {
+    /// A new applier writing through `writer`; `wake` is notified after each
+    /// spool commit that stored new events.
+    pub fn new(writer: SpoolWriter, metrics: Arc<Metrics>, wake: Vec<Arc<Notify>>) -> Applier {
+        if let Some(cp) = writer.checkpoint() {
+            metrics
+                .checkpoint_lsn
+                .store(cp.0, std::sync::atomic::Ordering::Relaxed);
+        }
+        Applier {
+            decoder: Decoder::new(),
+            deriver: Deriver::default(),
+            writer,
+            open_tx: None,
+            batch: Batch::default(),
+            last_idle_write: None,
+            metrics,
+            wake,
+        }
+    }
+
+    /// The spool checkpoint.
+    pub fn checkpoint(&self) -> Option<Lsn> {
+        self.writer.checkpoint()
+    }
+
+    /// True when completed transactions wait in an uncommitted batch and no
+    /// transaction is open: the caller should flush if nothing else is ready.
+    pub fn has_pending_commit(&self) -> bool {
+        self.open_tx.is_none() && self.batch.end.is_some()
+    }
+
+    /// Forgets the session: drops the uncommitted batch (the server sends it
+    /// again, since it was never acknowledged) and the relation cache.
+    pub fn reset_session(&mut self) -> Result<(), SpoolError> {
+        self.writer.rollback()?;
+        self.open_tx = None;
+        self.batch = Batch::default();
+        self.decoder = Decoder::new();
+        Ok(())
+    }
+
+    /// Handles one event; returns the new checkpoint if the spool committed.
+    pub fn on_event(&mut self, event: &ReplicationEvent) -> Result<Option<Lsn>, ApplyError> {
+        match event {
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                if self.open_tx.is_some() {
+                    return Err(ApplyError::Protocol(format!(
+                        "Begin of the transaction committing at {} arrived inside another transaction",
+                        Lsn(final_lsn.as_u64())
+                    )));
+                }
+                let mut committed = None;
+                if self
+                    .batch
+                    .started
+                    .is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE)
+                {
+                    committed = self.flush()?;
+                }
+                let commit_lsn = Lsn(final_lsn.as_u64());
+                let skip = self.writer.checkpoint().is_some_and(|cp| commit_lsn < cp);
+                self.open_tx = Some(OpenTx {
+                    ctx: TxContext {
+                        commit_lsn,
+                        commit_time_us: commit_time_micros + PG_EPOCH_OFFSET_US,
+                    },
+                    skip,
+                });
+                Ok(committed)
+            }
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => {
+                let lsn = Lsn(wal_start.as_u64());
+                let message = self
+                    .decoder
+                    .decode(data)
+                    .map_err(|source| ApplyError::Decode { lsn, source })?;
+                self.on_message(lsn, &message)?;
+                Ok(None)
+            }
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                let Some(tx) = self.open_tx.take() else {
+                    return Err(ApplyError::Protocol(format!(
+                        "Commit ending at {} without a Begin",
+                        Lsn(end_lsn.as_u64())
+                    )));
+                };
+                if tx.skip {
+                    Metrics::add(&self.metrics.transactions_skipped, 1);
+                    return Ok(None);
+                }
+                Metrics::add(&self.metrics.transactions, 1);
+                self.batch.end = Some(Lsn(end_lsn.as_u64()));
+                self.batch.txs += 1;
+                self.batch.started.get_or_insert_with(Instant::now);
+                if self.batch.txs >= MAX_BATCH_TXS {
+                    return self.flush();
+                }
+                Ok(None)
+            }
+            ReplicationEvent::KeepAlive {
+                wal_end,
+                reply_requested,
+                ..
+            } => {
+                if self.open_tx.is_some() {
+                    return Ok(None);
+                }
+                let committed = self.flush()?;
+                let wal_end = Lsn(wal_end.as_u64());
+                let due = *reply_requested
+                    || self
+                        .last_idle_write
+                        .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);
+                if due && self.writer.checkpoint().is_none_or(|cp| wal_end > cp) {
+                    // Nothing in flight: everything received is spooled, so
+                    // the server's WAL end is a safe checkpoint (DESIGN.md §2.4).
+                    self.last_idle_write = Some(Instant::now());
+                    return Ok(Some(self.commit(wal_end)?));
+                }
+                Ok(committed)
+            }
+            // Transactional messages arrive inside transactions; heartbeats
+            // (non-transactional) need nothing beyond the keepalive logic.
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(None),
+        }
+    }
+
+    fn on_message(&mut self, lsn: Lsn, message: &Message) -> Result<(), ApplyError> {
+        match message {
+            Message::Relation(_) | Message::Type { .. } | Message::Origin { .. } => return Ok(()),
+            Message::Begin { .. } | Message::Commit { .. } => {
+                return Err(ApplyError::Protocol(format!(
+                    "unexpected raw Begin/Commit at {lsn}"
+                )))
+            }
+            _ => {}
+        }
+        let Some(tx) = &self.open_tx else {
+            if matches!(
+                message,
+                Message::LogicalMessage {
+                    transactional: false,
+                    ..
+                }
+            ) {
+                return Ok(());
+            }
+            return Err(ApplyError::Protocol(format!(
+                "a row change at {lsn} arrived outside a transaction"
+            )));
+        };
+        if tx.skip {
+            return Ok(());
+        }
+        let ctx = tx.ctx;
+        Metrics::add(&self.metrics.changes, 1);
+        let effects = self.deriver.derive(&ctx, message, &self.writer)?;
+        for effect in effects {
+            self.apply_effect(&ctx, effect)?;
+        }
+        Ok(())
+    }
+
+    fn apply_effect(&mut self, ctx: &TxContext, effect: Effect) -> Result<(), ApplyError> {
+        match effect {
+            Effect::Event(event) => {
+                if self.writer.insert_event(&event)? {
+                    self.batch.new_events += 1;
+                }
+            }
+            Effect::PutCustomer { id, identity } => {
+                let json = serde_json::to_string(&identity).map_err(|e| {
+                    ApplyError::Protocol(format!("encoding customer identity: {e}"))
+                })?;
+                self.writer.put_customer(&id, &json)?;
+            }
+            Effect::DeleteCustomer { id } => self.writer.delete_customer(&id)?,
+            Effect::ClearCustomers => self.writer.clear_customers()?,
+            Effect::Failure { relation, reason } => {
+                tracing::warn!(commit_lsn = %ctx.commit_lsn, relation = %relation, reason = %reason, "row change could not become an event; recorded in the spool");
+                Metrics::add(&self.metrics.derive_failures, 1);
+                self.writer
+                    .record_failure(ctx.commit_lsn, &relation, &reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits completed transactions, if any and none is open.
+    pub fn flush(&mut self) -> Result<Option<Lsn>, ApplyError> {
+        if self.open_tx.is_some() {
+            return Ok(None);
+        }
+        match self.batch.end {
+            Some(end) => Ok(Some(self.commit(end)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn commit(&mut self, lsn: Lsn) -> Result<Lsn, ApplyError> {
+        let cp = self.writer.commit(lsn)?;
+        let new_events = self.batch.new_events;
+        self.batch = Batch::default();
+        Metrics::add(&self.metrics.spool_commits, 1);
+        Metrics::add(&self.metrics.events_spooled, new_events);
+        self.metrics
+            .checkpoint_lsn
+            .store(cp.0, std::sync::atomic::Ordering::Relaxed);
+        if new_events > 0 {
+            for wake in &self.wake {
+                wake.notify_one();
+            }
+        }
+        Ok(cp)
+    }
+}

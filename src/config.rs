@@ -1,0 +1,503 @@
+//! Configuration: one TOML file plus `CAPI_CDC_*` environment overrides.
+//!
+//! Loading happens in two steps (STYLE.md habit 4). [`RawConfig`] mirrors the
+//! file exactly (`deny_unknown_fields`, so a misspelt key is an error that
+//! names it); [`Config::try_from`] validates it once into typed values.
+//! Everything after start-up trusts the types. Secrets are [`Secret`]s, whose
+//! `Debug`/`Display` never print the value.
+//!
+//! Environment overrides use the prefix `CAPI_CDC_` and `__` for nesting:
+//! `CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN` sets
+//! `destinations.meta.access_token`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// Default config file looked up when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "capi-cdc.toml";
+
+/// A configuration problem, naming the key and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or a key is unknown or of the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A key's value is present but unusable.
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key path, e.g. `destinations.meta.pixel_id`.
+        key: &'static str,
+        /// What is wrong and the remedy.
+        problem: String,
+    },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+// ---------------------------------------------------------------- raw form
+
+/// The file as written; see `config/capi-cdc.example.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    source: RawSource,
+    #[serde(default)]
+    spool: RawSpool,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    destinations: RawDestinations,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    url: Option<String>,
+    slot: Option<String>,
+    publication: Option<String>,
+    status_interval_ms: Option<u64>,
+    reconnect_max_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestinations {
+    meta: Option<RawMeta>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    enabled: Option<bool>,
+    base_url: Option<String>,
+    api_version: Option<String>,
+    pixel_id: Option<String>,
+    access_token: Option<String>,
+    test_event_code: Option<String>,
+    requests_per_second: Option<u32>,
+    max_batch_events: Option<usize>,
+    timeout_ms: Option<u64>,
+    max_attempts: Option<u32>,
+}
+
+// ---------------------------------------------------------------- typed form
+
+/// A secret value (token, password). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where changes come from.
+    pub source: SourceConfig,
+    /// The embedded durable store.
+    pub spool: SpoolConfig,
+    /// The admin HTTP listener.
+    pub admin: AdminConfig,
+    /// Meta Conversions API, when configured.
+    pub meta: Option<MetaConfig>,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Parsed libpq-style connection settings (URL or key=value form).
+    pub pg: tokio_postgres::Config,
+    /// Logical replication slot name.
+    pub slot: String,
+    /// Publication name.
+    pub publication: String,
+    /// How often standby status goes to the server even when idle.
+    pub status_interval: Duration,
+    /// Ceiling of the reconnect backoff.
+    pub reconnect_max_backoff: Duration,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The SQLite file (a `spool.sqlite3` inside `spool.path` when that is a directory).
+    pub file: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP server.
+    pub listen: SocketAddr,
+}
+
+/// `[destinations.meta]`.
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    /// `https://graph.facebook.com`, or the sandbox in tests.
+    pub base_url: reqwest::Url,
+    /// Graph version segment, e.g. `v25.0`.
+    pub api_version: String,
+    /// Pixel (dataset) ID.
+    pub pixel_id: String,
+    /// System-user access token.
+    pub access_token: Secret,
+    /// Routes events to Events Manager's Test Events tab.
+    pub test_event_code: Option<String>,
+    /// Requests per second allowed to this pixel (one token per attempt).
+    pub requests_per_second: NonZeroU32,
+    /// Events per request; Meta's cap is 1,000.
+    pub max_batch_events: usize,
+    /// Client timeout; Meta recommends 1,500 ms.
+    pub timeout: Duration,
+    /// Attempts before an event is dead-lettered.
+    pub max_attempts: u32,
+}
+
+/// Meta accepts at most 1,000 events in one request (spec/meta-capi.md §1.3).
+pub const META_MAX_BATCH: usize = 1000;
+
+impl Config {
+    /// Loads `path` (if it exists) and the environment, then validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::figment(path))
+    }
+
+    /// The provider chain: TOML file, then `CAPI_CDC_` environment.
+    pub fn figment(path: &Path) -> Figment {
+        Figment::new()
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("CAPI_CDC_").split("__"))
+    }
+
+    /// Extracts and validates from any figment (tests pass their own).
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        Config::try_from(raw)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let url = raw.source.url.ok_or_else(|| {
+            invalid(
+                "source.url",
+                "missing: set it to the commerce database, e.g. \
+                 postgresql://capi_cdc@db:5432/shop (or CAPI_CDC_SOURCE__URL)",
+            )
+        })?;
+        let pg = tokio_postgres::Config::from_str(&url).map_err(|e| {
+            invalid(
+                "source.url",
+                format!("not a libpq connection string or URL ({e})"),
+            )
+        })?;
+        if pg.get_dbname().is_none() {
+            return Err(invalid(
+                "source.url",
+                "names no database: add it, e.g. postgresql://host/shop",
+            ));
+        }
+        let slot = raw.source.slot.unwrap_or_else(|| "capi_cdc".into());
+        check_identifier("source.slot", &slot, true)?;
+        let publication = raw.source.publication.unwrap_or_else(|| "capi_cdc".into());
+        check_identifier("source.publication", &publication, false)?;
+        let status_interval = Duration::from_millis(raw.source.status_interval_ms.unwrap_or(5000));
+        if status_interval < Duration::from_millis(100) || status_interval > Duration::from_secs(30)
+        {
+            return Err(invalid(
+                "source.status_interval_ms",
+                "must be between 100 and 30000 so the server's wal_sender_timeout (60 s by default) never fires",
+            ));
+        }
+        let reconnect_max_backoff =
+            Duration::from_millis(raw.source.reconnect_max_backoff_ms.unwrap_or(30_000));
+
+        let spool_path = raw
+            .spool
+            .path
+            .unwrap_or_else(|| PathBuf::from("./capi-cdc-spool/"));
+        let file = spool_file(&spool_path);
+
+        let listen = raw.admin.listen.unwrap_or_else(|| "127.0.0.1:9187".into());
+        let listen = listen.parse().map_err(|_| {
+            invalid(
+                "admin.listen",
+                format!("{listen:?} is not an address like 127.0.0.1:9187"),
+            )
+        })?;
+
+        let meta = match raw.destinations.meta {
+            Some(m) if m.enabled.unwrap_or(true) => Some(meta_config(m)?),
+            _ => None,
+        };
+
+        Ok(Config {
+            source: SourceConfig {
+                pg,
+                slot,
+                publication,
+                status_interval,
+                reconnect_max_backoff,
+            },
+            spool: SpoolConfig { file },
+            admin: AdminConfig { listen },
+            meta,
+        })
+    }
+}
+
+/// `spool.path` names a directory when it ends in `/` or already is one.
+fn spool_file(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    if text.ends_with('/') || path.is_dir() {
+        path.join("spool.sqlite3")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn meta_config(m: RawMeta) -> Result<MetaConfig, ConfigError> {
+    let base = m
+        .base_url
+        .unwrap_or_else(|| "https://graph.facebook.com".into());
+    let base_url = reqwest::Url::parse(&base).map_err(|e| {
+        invalid(
+            "destinations.meta.base_url",
+            format!("{base:?} is not a URL ({e})"),
+        )
+    })?;
+    let api_version = m.api_version.unwrap_or_else(|| "v25.0".into());
+    let well_formed = api_version
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        });
+    if !well_formed {
+        return Err(invalid(
+            "destinations.meta.api_version",
+            format!("{api_version:?} is not a Graph version like \"v25.0\""),
+        ));
+    }
+    let pixel_id = m.pixel_id.ok_or_else(|| {
+        invalid(
+            "destinations.meta.pixel_id",
+            "missing: copy the Pixel (dataset) ID from Events Manager",
+        )
+    })?;
+    if pixel_id.is_empty() || !pixel_id.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(invalid(
+            "destinations.meta.pixel_id",
+            "must be the numeric Pixel (dataset) ID",
+        ));
+    }
+    let access_token = m.access_token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        invalid(
+            "destinations.meta.access_token",
+            "missing: generate one in Events Manager → Settings → Conversions API and pass it as CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN",
+        )
+    })?;
+    let requests_per_second =
+        NonZeroU32::new(m.requests_per_second.unwrap_or(10)).ok_or_else(|| {
+            invalid(
+                "destinations.meta.requests_per_second",
+                "must be at least 1",
+            )
+        })?;
+    let max_batch_events = m.max_batch_events.unwrap_or(META_MAX_BATCH);
+    if !(1..=META_MAX_BATCH).contains(&max_batch_events) {
+        return Err(invalid(
+            "destinations.meta.max_batch_events",
+            "must be between 1 and 1000 (Meta's per-request cap)",
+        ));
+    }
+    let timeout = Duration::from_millis(m.timeout_ms.unwrap_or(1500).max(100));
+    let max_attempts = m.max_attempts.unwrap_or(12).max(1);
+    Ok(MetaConfig {
+        base_url,
+        api_version,
+        pixel_id,
+        access_token: Secret::new(access_token),
+        test_event_code: m.test_event_code.filter(|c| !c.is_empty()),
+        requests_per_second,
+        max_batch_events,
+        timeout,
+        max_attempts,
+    })
+}
+
+/// Slot names may hold only lower-case letters, digits and `_` (PostgreSQL's
+/// rule); publication names are quoted by us, but we keep the same rule so
+/// the SQL we print for a DBA needs no quoting surprises.
+fn check_identifier(key: &'static str, name: &str, slot: bool) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        let what = if slot {
+            "replication slot"
+        } else {
+            "publication"
+        };
+        Err(invalid(
+            key,
+            format!(
+                "{name:?} is not a valid {what} name: use 1-63 lower-case letters, digits and _"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    const MINIMAL: &str = r#"
+        [source]
+        url = "postgresql://capi@localhost:5432/shop"
+    "#;
+
+    #[test]
+    fn defaults_apply() {
+        let c = from_toml(MINIMAL).unwrap();
+        assert_eq!(c.source.slot, "capi_cdc");
+        assert_eq!(c.source.publication, "capi_cdc");
+        assert_eq!(
+            c.spool.file,
+            PathBuf::from("./capi-cdc-spool/spool.sqlite3")
+        );
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9187");
+        assert!(c.meta.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = from_toml(&format!("{MINIMAL}\nslott = \"x\"")).unwrap_err();
+        assert!(err.to_string().contains("slott"), "{err}");
+        let err =
+            from_toml("[source]\nurl = \"postgresql://h/db\"\npublicaton = \"p\"").unwrap_err();
+        assert!(err.to_string().contains("publicaton"), "{err}");
+    }
+
+    #[test]
+    fn missing_url_names_the_key() {
+        let err = from_toml("").unwrap_err();
+        assert!(err.to_string().contains("source.url"), "{err}");
+    }
+
+    #[test]
+    fn meta_requires_token_and_numeric_pixel() {
+        let base = format!(
+            "{MINIMAL}\n[destinations.meta]\npixel_id = \"123\"\napi_version = \"v25.0\"\n"
+        );
+        let err = from_toml(&base).unwrap_err();
+        assert!(
+            err.to_string().contains("destinations.meta.access_token"),
+            "{err}"
+        );
+        let err = from_toml(&base.replace("\"123\"", "\"abc\"")).unwrap_err();
+        assert!(
+            err.to_string().contains("destinations.meta.pixel_id"),
+            "{err}"
+        );
+        let ok = from_toml(&format!("{base}access_token = \"tok\"")).unwrap();
+        let meta = ok.meta.unwrap();
+        assert_eq!(meta.pixel_id, "123");
+        assert_eq!(format!("{:?}", meta.access_token), "[redacted]");
+        assert!(!format!("{meta:?}").contains("tok\""));
+    }
+
+    #[test]
+    fn disabled_meta_is_not_validated() {
+        let c = from_toml(&format!(
+            "{MINIMAL}\n[destinations.meta]\nenabled = false\n"
+        ))
+        .unwrap();
+        assert!(c.meta.is_none());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn environment_overrides_nested_keys() {
+        let fig = Figment::new()
+            .merge(Toml::string(MINIMAL))
+            .merge(Serialized::default("source.slot", "from_env"));
+        assert_eq!(Config::from_figment(fig).unwrap().source.slot, "from_env");
+        // The real provider: split on `__`, prefix stripped.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CAPI_CDC_SOURCE__URL", "postgresql://h/envdb");
+            jail.set_env("CAPI_CDC_SPOOL__PATH", "/var/lib/capi/spool.db");
+            let c = Config::load(Path::new("does-not-exist.toml")).unwrap();
+            assert_eq!(c.source.pg.get_dbname(), Some("envdb"));
+            assert_eq!(c.spool.file, PathBuf::from("/var/lib/capi/spool.db"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_slot_name_is_rejected() {
+        let err = from_toml(&format!("{MINIMAL}slot = \"Bad-Name\"")).unwrap_err();
+        assert!(err.to_string().contains("source.slot"), "{err}");
+    }
+}

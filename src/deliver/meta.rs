@@ -1,0 +1,333 @@
+//! Meta Conversions API: request building and error classification.
+//!
+//! `POST {base_url}/{api_version}/{pixel_id}/events` with a JSON body
+//! `{"data": [...], "access_token": ..., "test_event_code"?: ...}`. The
+//! token travels in the body, not the URL, so it never shows up in proxy or
+//! access logs. Classification follows spec/meta-capi.md §1.6: keyed on
+//! `code`/`error_subcode`, never on message text.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{Attempt, Destination};
+use crate::config::MetaConfig;
+use crate::derive::{BusinessEvent, MetaUserHashes};
+
+/// Ledger name of this destination.
+pub const DESTINATION: &str = "meta";
+
+/// Meta rejects a whole request if one event is older than 7 days
+/// (spec/meta-capi.md §1.3), so such events are skipped before batching.
+pub const MAX_EVENT_AGE_S: i64 = 7 * 24 * 3600;
+/// Keep a margin so an event does not cross the 7-day line in flight.
+const AGE_MARGIN_S: i64 = 300;
+/// Default wait when Meta throttles without saying how long.
+const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+/// Longest platform message kept as a dead-letter reason.
+const MAX_REASON_CHARS: usize = 300;
+
+/// The Meta destination.
+#[derive(Debug)]
+pub struct MetaDestination {
+    config: MetaConfig,
+    url: reqwest::Url,
+    http: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    data: Vec<ServerEvent<'a>>,
+    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_event_code: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ServerEvent<'a> {
+    event_name: &'static str,
+    event_time: i64,
+    event_id: &'a str,
+    action_source: &'static str,
+    user_data: &'a MetaUserHashes,
+    custom_data: CustomData<'a>,
+}
+
+#[derive(Serialize)]
+struct CustomData<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: GraphError,
+}
+
+#[derive(Deserialize)]
+struct GraphError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    error_subcode: Option<i64>,
+    #[serde(default)]
+    is_transient: Option<bool>,
+}
+
+impl MetaDestination {
+    /// A destination for `config`.
+    pub fn new(config: MetaConfig) -> MetaDestination {
+        let mut url = config.base_url.clone();
+        let path = format!(
+            "{}/{}/{}/events",
+            url.path().trim_end_matches('/'),
+            config.api_version,
+            config.pixel_id
+        );
+        url.set_path(&path);
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("capi-cdc/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        MetaDestination { config, url, http }
+    }
+
+    /// The request body for `events` (exposed for tests).
+    pub fn body(&self, events: &[&BusinessEvent]) -> serde_json::Result<Vec<u8>> {
+        let data = events
+            .iter()
+            .map(|e| {
+                Ok(ServerEvent {
+                    event_name: e.kind.meta_event_name(),
+                    event_time: e.event_time_s,
+                    event_id: &e.event_id,
+                    // Events derived from database rows carry no browser
+                    // URL or user agent, which `website` requires.
+                    action_source: "other",
+                    user_data: &e.meta_user,
+                    custom_data: CustomData {
+                        value: e.value.clone().map(RawValue::from_string).transpose()?,
+                        currency: e.currency.as_deref(),
+                        order_id: e.order_id.as_deref(),
+                    },
+                })
+            })
+            .collect::<serde_json::Result<Vec<_>>>()?;
+        serde_json::to_vec(&Body {
+            data,
+            access_token: self.config.access_token.expose(),
+            test_event_code: self.config.test_event_code.as_deref(),
+        })
+    }
+}
+
+/// Classifies Meta's answer (spec/meta-capi.md §1.6).
+pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Attempt {
+    if (200..300).contains(&status) {
+        return Attempt::Delivered;
+    }
+    let parsed: Option<GraphError> = serde_json::from_slice::<ErrorEnvelope>(body)
+        .ok()
+        .map(|e| e.error);
+    let Some(err) = parsed else {
+        // HTML or empty error bodies happen; treat them as the platform
+        // having trouble, not as our request being wrong.
+        return match status {
+            429 => Attempt::RetryAfter {
+                delay: retry_after.unwrap_or(THROTTLE_WAIT),
+                reason: "HTTP 429 without a Graph error body".into(),
+            },
+            _ => Attempt::Transient {
+                reason: format!("HTTP {status} without a Graph error body"),
+            },
+        };
+    };
+    let mut message: String = err.message.chars().take(MAX_REASON_CHARS).collect();
+    if message.is_empty() {
+        message = "no message".into();
+    }
+    let code = match err.error_subcode {
+        Some(sub) => format!("meta error {}/{sub}", err.code),
+        None => format!("meta error {}", err.code),
+    };
+    let reason = format!("{code} (HTTP {status}): {message}");
+    match (err.code, err.error_subcode) {
+        (190, _) => Attempt::Paused {
+            reason: format!("{reason}. The access token is invalid or expired: set a new destinations.meta.access_token"),
+        },
+        (100, Some(33)) => Attempt::Paused {
+            reason: format!("{reason}. The pixel does not exist or the token may not use it: check destinations.meta.pixel_id and the system user's access"),
+        },
+        (200..=299, _) => Attempt::Paused {
+            reason: format!("{reason}. Permission error: grant the token access to the pixel"),
+        },
+        (4 | 17 | 32 | 341 | 613, _) | (80000..=80014, _) => Attempt::RetryAfter {
+            delay: retry_after.unwrap_or(THROTTLE_WAIT),
+            reason,
+        },
+        (368, _) => Attempt::RetryAfter {
+            delay: Duration::from_secs(3600),
+            reason,
+        },
+        (1 | 2, _) => Attempt::Transient { reason },
+        _ if err.is_transient == Some(true) || status >= 500 => Attempt::Transient { reason },
+        (100, _) => Attempt::Rejected { reason },
+        _ if status == 429 => Attempt::RetryAfter {
+            delay: retry_after.unwrap_or(THROTTLE_WAIT),
+            reason,
+        },
+        _ if (400..500).contains(&status) => Attempt::Rejected { reason },
+        _ => Attempt::Transient { reason },
+    }
+}
+
+impl Destination for MetaDestination {
+    fn name(&self) -> &'static str {
+        DESTINATION
+    }
+
+    fn max_batch(&self) -> usize {
+        self.config.max_batch_events
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.config.max_attempts
+    }
+
+    fn requests_per_second(&self) -> std::num::NonZeroU32 {
+        self.config.requests_per_second
+    }
+
+    fn skip_reason(&self, event: &BusinessEvent, now_s: i64) -> Option<String> {
+        let age = now_s - event.event_time_s;
+        if age > MAX_EVENT_AGE_S - AGE_MARGIN_S {
+            return Some(format!(
+                "event_time is {} h old; Meta rejects events older than 7 days",
+                age / 3600
+            ));
+        }
+        if event.kind.meta_event_name() == "Purchase"
+            && (event.value.is_none() || event.currency.is_none())
+        {
+            return Some("Meta requires value and currency on Purchase".into());
+        }
+        None
+    }
+
+    async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
+        let body = match self.body(events) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt::Rejected {
+                    reason: format!("cannot encode the request: {e}"),
+                }
+            }
+        };
+        let response = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Transient {
+                    reason: format!("no answer within {} ms", self.config.timeout.as_millis()),
+                }
+            }
+            Err(e) => {
+                return Attempt::Transient {
+                    reason: format!("request failed: {}", without_url(&e)),
+                }
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        classify(status, retry_after, &body)
+    }
+}
+
+/// reqwest errors print the URL; ours has no secret in it, but keep logs
+/// short and stable anyway.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<meta endpoint>");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: i64, sub: Option<i64>) -> Vec<u8> {
+        let sub = sub
+            .map(|s| format!(",\"error_subcode\":{s}"))
+            .unwrap_or_default();
+        format!("{{\"error\":{{\"message\":\"m\",\"type\":\"OAuthException\",\"code\":{code}{sub},\"fbtrace_id\":\"x\"}}}}").into_bytes()
+    }
+
+    #[test]
+    fn classifies_by_code_not_text() {
+        assert_eq!(classify(200, None, b"{}"), Attempt::Delivered);
+        assert!(matches!(
+            classify(400, None, &err(190, Some(463))),
+            Attempt::Paused { .. }
+        ));
+        assert!(matches!(
+            classify(400, None, &err(100, Some(33))),
+            Attempt::Paused { .. }
+        ));
+        assert!(matches!(
+            classify(400, None, &err(100, Some(2804003))),
+            Attempt::Rejected { .. }
+        ));
+        assert!(matches!(
+            classify(400, None, &err(100, None)),
+            Attempt::Rejected { .. }
+        ));
+        assert!(matches!(
+            classify(500, None, &err(2, None)),
+            Attempt::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(502, None, b"<html>bad gateway</html>"),
+            Attempt::Transient { .. }
+        ));
+        match classify(400, Some(Duration::from_secs(7)), &err(4, None)) {
+            Attempt::RetryAfter { delay, .. } => assert_eq!(delay, Duration::from_secs(7)),
+            other => panic!("{other:?}"),
+        }
+        match classify(429, None, b"") {
+            Attempt::RetryAfter { delay, .. } => assert_eq!(delay, THROTTLE_WAIT),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejected_reason_names_code_and_subcode() {
+        match classify(400, None, &err(100, Some(2804016))) {
+            Attempt::Rejected { reason } => {
+                assert!(reason.starts_with("meta error 100/2804016"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The `capi-cdc` binary: parse the command line, load configuration, start
+//! logging, call the library, and map the outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+use capi_cdc::config::{Config, DEFAULT_CONFIG_PATH};
+use capi_cdc::error::ExitCode as Exit;
+use capi_cdc::telemetry::{self, LogFormat};
+
+/// Tails PostgreSQL logical replication and forwards conversions to Meta.
+#[derive(Debug, Parser)]
+#[command(name = "capi-cdc", version, about)]
+struct Cli {
+    /// Configuration file (TOML); CAPI_CDC_* environment variables override it.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "CAPI_CDC_CONFIG")]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream, derive, spool and deliver until stopped (SIGTERM / Ctrl-C).
+    Run {
+        /// Start even if the slot is ahead of the spool; the gap is logged and must be backfilled.
+        #[arg(long)]
+        accept_gap: bool,
+    },
+    /// Create the publication and the replication slot (idempotent).
+    Setup {
+        /// Print the SQL for review instead of running it.
+        #[arg(long)]
+        print_sql: bool,
+    },
+    /// Check the server, slot and configuration; exit non-zero if capi-cdc could not run.
+    Check,
+    /// Print decoded changes as JSON lines from a temporary slot.
+    Tail {
+        /// Stop after this many row changes.
+        #[arg(long)]
+        max_changes: Option<u64>,
+    },
+    /// Serve local Meta look-alike endpoints for tests and demos.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9188")]
+        listen: String,
+        /// Pixel ID the sandbox accepts.
+        #[arg(long, default_value = "1234567890")]
+        meta_pixel_id: String,
+        /// Access token the sandbox accepts.
+        #[arg(
+            long,
+            env = "CAPI_CDC_SANDBOX_META_TOKEN",
+            default_value = "sandbox-meta-token"
+        )]
+        meta_access_token: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+/// Turns SIGTERM / SIGINT into the shutdown signal every stage watches.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit::Config.into()
+    })
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Sandbox {
+            listen,
+            meta_pixel_id,
+            meta_access_token,
+        } => {
+            let listener = match tokio::net::TcpListener::bind(&listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: sandbox --listen {listen}: {e}");
+                    return Exit::Failure.into();
+                }
+            };
+            let config = capi_cdc::sandbox::SandboxConfig {
+                meta_pixel_id,
+                meta_access_token,
+                ..Default::default()
+            };
+            let mut stop = shutdown_signal();
+            tracing::info!(listen = %listen, "sandbox serving Meta look-alike endpoints");
+            let result = capi_cdc::sandbox::serve(listener, config, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: sandbox: {e}");
+                    Exit::Failure.into()
+                }
+            }
+        }
+        Command::Run { accept_gap } => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = capi_cdc::run::RunOptions { accept_gap };
+            match capi_cdc::run::run(config, opts, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "capi-cdc stopped");
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
+            }
+        }
+        Command::Setup { print_sql } => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match capi_cdc::source::preflight::setup(&config, print_sql).await {
+                Ok(outcome) => {
+                    for line in outcome.lines {
+                        println!("{line}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
+            }
+        }
+        Command::Check => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let report = capi_cdc::source::preflight::check(&config).await;
+            print!("{report}");
+            if report.can_run() {
+                ExitCode::SUCCESS
+            } else {
+                Exit::CheckFailed.into()
+            }
+        }
+        Command::Tail { max_changes } => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = capi_cdc::tail::TailOptions { max_changes };
+            let mut stdout = std::io::stdout();
+            match capi_cdc::tail::tail(&config, &opts, &mut stdout, shutdown_signal()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
+            }
+        }
+    }
+}

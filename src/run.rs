@@ -1,0 +1,308 @@
+//! `capi-cdc run`: wires source → apply → spool → deliver, and reconnects.
+//!
+//! Inputs: validated [`Config`], [`RunOptions`] and a shutdown signal.
+//! Outputs: nothing but effects; returns when shut down or on a fatal error.
+//!
+//! Invariants:
+//! - Before every `START_REPLICATION` the slot is read and compared with the
+//!   spool checkpoint ([`slot::start_position`]).
+//! - A broken connection drops the uncommitted batch and resumes from the
+//!   checkpoint with capped exponential backoff; decode and spool errors are
+//!   fatal (they would recur) and say which LSN.
+//! - The apply loop runs on its own thread (SQLite is blocking); the
+//!   replication worker's status updates run on the async runtime and never
+//!   wait for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use tokio::sync::{watch, Notify};
+
+use crate::apply::{Applier, ApplyError};
+use crate::config::Config;
+use crate::deliver;
+use crate::lsn::Lsn;
+use crate::source::slot::{self, StartError};
+use crate::source::{self, describe_target, SourceError, StreamOptions};
+use crate::spool::{Spool, SpoolError};
+use crate::telemetry::Metrics;
+
+/// Flags of `capi-cdc run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start even when the slot is ahead of the spool (the gap is logged).
+    pub accept_gap: bool,
+}
+
+/// Why `run` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The slot or server is not usable; the message has the remedy.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Source problem that retrying will not fix.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Applying failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The admin listener could not bind.
+    #[error("admin.listen {addr}: {source}")]
+    Admin {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a session ended.
+enum SessionEnd {
+    Shutdown,
+    Retry(String),
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let spool = Spool::open(&config.spool.file)?;
+    let metrics = Arc::new(Metrics::default());
+    let mut writer = spool.writer()?;
+
+    let mut wakes: Vec<Arc<Notify>> = Vec::new();
+    let mut lanes = Vec::new();
+    if let Some(meta) = &config.meta {
+        let wake = Arc::new(Notify::new());
+        writer.set_destinations(vec![deliver::meta::DESTINATION]);
+        lanes.push(deliver::spawn_meta_lane(
+            meta.clone(),
+            spool.clone(),
+            metrics.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        )?);
+        wakes.push(wake);
+    }
+    let admin = crate::admin::spawn(
+        config.admin.listen,
+        spool.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Admin {
+        addr: config.admin.listen,
+        source,
+    })?;
+
+    let mut applier = Some(Applier::new(writer, metrics.clone(), wakes));
+    let mut backoff = Duration::from_millis(250);
+    let result = loop {
+        if *shutdown.borrow() {
+            break Ok(());
+        }
+        let Some(app) = applier.take() else {
+            break Ok(());
+        };
+        let began = std::time::Instant::now();
+        let outcome = session(&config, &opts, app, &metrics, shutdown.clone()).await;
+        if began.elapsed() > Duration::from_secs(30) {
+            // The last session got going: start the backoff over.
+            backoff = Duration::from_millis(250);
+        }
+        match outcome {
+            (_, Ok(SessionEnd::Shutdown)) => break Ok(()),
+            (mut app, Ok(SessionEnd::Retry(why))) => {
+                app.reset_session()?;
+                applier = Some(app);
+                tracing::warn!(reason = %why, retry_in_ms = backoff.as_millis() as u64, "replication session ended; reconnecting from the checkpoint");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(config.source.reconnect_max_backoff);
+            }
+            (_, Err(e)) => break Err(e),
+        }
+    };
+    for lane in lanes {
+        let _ = lane.await;
+    }
+    admin.abort();
+    result
+}
+
+/// One replication session: check the slot, stream, apply until it ends.
+async fn session(
+    config: &Config,
+    opts: &RunOptions,
+    mut applier: Applier,
+    metrics: &Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> (Applier, Result<SessionEnd, RunError>) {
+    let src = &config.source;
+    let target = describe_target(&src.pg);
+    let prepared = async {
+        let control = source::control_client(src).await?;
+        let version: i32 = control
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "reading server_version_num",
+                target: target.clone(),
+                source,
+            })?
+            .get(0);
+        let wal_level: String = control
+            .query_one("SELECT current_setting('wal_level')", &[])
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "reading wal_level",
+                target: target.clone(),
+                source,
+            })?
+            .get(0);
+        if wal_level != "logical" {
+            return Err(SourceError::NotReady(format!(
+                "wal_level is {wal_level} on {target}; logical decoding needs wal_level = logical. Remedy: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
+            )));
+        }
+        let info = slot::slot_info(&control, &target, &src.slot).await?;
+        Ok::<_, SourceError>((version, info))
+    }
+    .await;
+    let (version, info) = match prepared {
+        Ok(v) => v,
+        Err(SourceError::Connect { .. }) | Err(SourceError::Query { .. }) => {
+            let why = prepared.err().map(|e| e.to_string()).unwrap_or_default();
+            return (applier, Ok(SessionEnd::Retry(why)));
+        }
+        Err(e) => return (applier, Err(e.into())),
+    };
+    let Some(info) = info else {
+        return (
+            applier,
+            Err(SourceError::NotReady(format!(
+                "replication slot {} does not exist on {target}. Remedy: run `capi-cdc setup` (review it first with --print-sql)",
+                src.slot
+            ))
+            .into()),
+        );
+    };
+    if let Some(pid) = info.active_pid {
+        return (
+            applier,
+            Ok(SessionEnd::Retry(format!(
+                "replication slot {} is in use by walsender PID {pid}; waiting for it to be free",
+                src.slot
+            ))),
+        );
+    }
+    let database = src.pg.get_dbname().unwrap_or_default();
+    let start = match slot::start_position(applier.checkpoint(), &info, database, opts.accept_gap) {
+        Ok(start) => start,
+        Err(e) => return (applier, Err(e.into())),
+    };
+    if let (Some(cp), Some(slot_lsn)) = (applier.checkpoint(), info.confirmed_flush_lsn) {
+        if slot_lsn > cp {
+            tracing::warn!(slot = %src.slot, checkpoint = %cp, slot_lsn = %slot_lsn, gap_bytes = cp.bytes_until(slot_lsn), "accepting the gap between the spool and the slot (--accept-gap)");
+        }
+    }
+    let stream_opts = StreamOptions {
+        slot: src.slot.clone(),
+        publication: src.publication.clone(),
+        start,
+        binary: version >= 140000,
+        status_interval: src.status_interval,
+    };
+    let repl_cfg = match source::replication_config(src, &stream_opts) {
+        Ok(c) => c,
+        Err(e) => return (applier, Err(e.into())),
+    };
+    let mut client = match ReplicationClient::connect(repl_cfg).await {
+        Ok(c) => c,
+        Err(e) => return (applier, Ok(SessionEnd::Retry(e.to_string()))),
+    };
+    Metrics::add(&metrics.connects, 1);
+    tracing::info!(slot = %src.slot, start = %start, binary = stream_opts.binary, target = %target, "streaming");
+
+    // The apply loop blocks on SQLite, so it runs on a blocking thread and
+    // pulls events from the async replication client through this handle.
+    let handle = tokio::runtime::Handle::current();
+    let stop = shutdown.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let end = apply_loop(&handle, &mut client, &mut applier, stop);
+        client.stop();
+        let _ = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await
+        });
+        (applier, end)
+    })
+    .await;
+    let _ = shutdown.has_changed();
+    match joined {
+        Ok((applier, end)) => (applier, end),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// Pulls events and applies them until shutdown or a broken stream.
+fn apply_loop(
+    handle: &tokio::runtime::Handle,
+    client: &mut ReplicationClient,
+    applier: &mut Applier,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SessionEnd, RunError> {
+    loop {
+        let next = if applier.has_pending_commit() {
+            // Flush as soon as the stream has nothing ready: group commit
+            // without adding latency.
+            handle.block_on(async {
+                tokio::select! {
+                    biased;
+                    ev = client.recv() => Some(ev),
+                    _ = std::future::ready(()) => None,
+                }
+            })
+        } else {
+            handle.block_on(async {
+                tokio::select! {
+                    ev = client.recv() => Some(ev),
+                    _ = stop.changed() => None,
+                }
+            })
+        };
+        let event = match next {
+            None => {
+                if let Some(lsn) = applier.flush()? {
+                    client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+                }
+                if *stop.borrow() {
+                    return Ok(SessionEnd::Shutdown);
+                }
+                continue;
+            }
+            Some(Ok(Some(event))) => event,
+            Some(Ok(None)) => return Ok(SessionEnd::Retry("the server ended the stream".into())),
+            Some(Err(e)) => return Ok(SessionEnd::Retry(e.to_string())),
+        };
+        if let Some(lsn) = applier.on_event(&event)? {
+            ack(client, lsn);
+        }
+        if matches!(event, ReplicationEvent::StoppedAt { .. }) {
+            return Ok(SessionEnd::Shutdown);
+        }
+    }
+}
+
+fn ack(client: &ReplicationClient, lsn: Lsn) {
+    client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+}

@@ -1,0 +1,180 @@
+//! Source: the PostgreSQL side — connections, the slot, the publication.
+//!
+//! Inputs: `[source]` configuration. Outputs: a control connection for SQL
+//! (`tokio-postgres`), a replication stream (`pgwire-replication`, see
+//! `docs/architecture.md` for why), and facts about the slot.
+//!
+//! Invariants:
+//! - The replication stream starts at the spool checkpoint, and only after
+//!   [`slot::start_position`] has compared it with the slot (DESIGN.md §2.3).
+//! - Standby status updates are sent by the replication worker on its own
+//!   task, independent of how fast the apply loop or delivery run; the only
+//!   position ever reported is the spool checkpoint.
+
+pub mod preflight;
+pub mod slot;
+
+use std::time::Duration;
+
+use pgwire_replication::{ReplicationConfig, SslMode, TlsConfig};
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
+
+use crate::config::SourceConfig;
+use crate::lsn::Lsn;
+
+/// A source problem: what failed, against which server/slot, and the remedy.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Could not open a SQL connection.
+    #[error("cannot connect to PostgreSQL at {target}: {source}. Check source.url, that the server runs and that pg_hba.conf admits this user")]
+    Connect {
+        /// host:port/db as user (no password).
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A control query failed.
+    #[error("{what} failed on {target}: {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// host:port/db.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The replication connection failed.
+    #[error("replication connection to {target} (slot {slot}): {source}")]
+    Replication {
+        /// host:port/db.
+        target: String,
+        /// The slot.
+        slot: String,
+        /// The client's error.
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+    /// `source.url` cannot be used for replication.
+    #[error("configuration key `source.url`: {0}")]
+    Url(String),
+    /// The server or slot is not in a state the connector can run on.
+    #[error("{0}")]
+    NotReady(String),
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    /// A lookup identity could not be encoded.
+    #[error("encoding a lookup identity: {0}")]
+    Identity(#[source] serde_json::Error),
+}
+
+/// `host:port/db as user` for messages; never the password.
+pub fn describe_target(pg: &tokio_postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "(default host)".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{} as {}",
+        pg.get_dbname().unwrap_or("?"),
+        pg.get_user().unwrap_or("?")
+    )
+}
+
+/// Opens a SQL (non-replication) connection and drives it on a task.
+pub async fn control_client(src: &SourceConfig) -> Result<tokio_postgres::Client, SourceError> {
+    let target = describe_target(&src.pg);
+    let mut pg = src.pg.clone();
+    if pg.get_application_name().is_none() {
+        pg.application_name("capi-cdc");
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(10));
+    }
+    if matches!(pg.get_ssl_mode(), PgSslMode::Require) {
+        return Err(SourceError::Url(
+            "sslmode=require is not supported yet for the control connection; \
+             connect over a Unix socket or a trusted network (sslmode=disable or prefer)"
+                .into(),
+        ));
+    }
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|source| SourceError::Connect { target, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "control connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Options for one replication session.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Slot to stream from.
+    pub slot: String,
+    /// Publication names.
+    pub publication: String,
+    /// Where to start (the checkpoint).
+    pub start: Lsn,
+    /// Ask for binary column values (PostgreSQL ≥ 14).
+    pub binary: bool,
+    /// Standby status interval.
+    pub status_interval: Duration,
+}
+
+/// Builds the replication client's configuration from `source.url`.
+pub fn replication_config(
+    src: &SourceConfig,
+    opts: &StreamOptions,
+) -> Result<ReplicationConfig, SourceError> {
+    let pg = &src.pg;
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => return Err(SourceError::Url("names no host".into())),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let user = pg
+        .get_user()
+        .ok_or_else(|| SourceError::Url("names no user: add user@ before the host".into()))?;
+    let password = pg
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let db = pg.get_dbname().unwrap_or(user);
+    let tls = if host.starts_with('/') {
+        TlsConfig::disabled()
+    } else {
+        match pg.get_ssl_mode() {
+            PgSslMode::Disable => TlsConfig::disabled(),
+            PgSslMode::Require => TlsConfig::require(),
+            _ => TlsConfig {
+                mode: SslMode::Prefer,
+                ..TlsConfig::disabled()
+            },
+        }
+    };
+    Ok(ReplicationConfig::new(
+        host,
+        user,
+        password,
+        db,
+        opts.slot.clone(),
+        opts.publication.as_str(),
+    )
+    .with_port(port)
+    .with_tls(tls)
+    .with_start_lsn(pgwire_replication::Lsn::from_u64(opts.start.0))
+    .with_status_interval(opts.status_interval)
+    .with_wakeup_interval(opts.status_interval)
+    .with_buffer_size(4096)
+    .with_binary(opts.binary)
+    .with_application_name("capi-cdc"))
+}

@@ -1,0 +1,650 @@
+//! `capi-cdc check` and `capi-cdc setup`: what the server needs, and making it so.
+//!
+//! `check` only reads; every finding carries its remedy, and the report says
+//! whether the connector could run. `setup` creates the publication and the
+//! slot idempotently, taking the customers lookup snapshot at the slot's
+//! consistent point so the stream continues exactly where the snapshot ends
+//! (DESIGN.md §3). `--print-sql` prints what it would run for a DBA to review.
+
+use std::fmt;
+
+use pgwire_replication::ReplicationClient;
+use tokio_postgres::Client;
+
+use super::slot::{self, SlotInfo};
+use super::{control_client, describe_target, replication_config, SourceError, StreamOptions};
+use crate::config::Config;
+use crate::derive::{Deriver, Effect};
+use crate::lsn::Lsn;
+use crate::spool::Spool;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but a DBA should look.
+    Warn,
+    /// The connector cannot run until this is fixed.
+    Fail,
+}
+
+/// One thing `check` looked at.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Severity.
+    pub level: Level,
+    /// What was checked and found.
+    pub what: String,
+    /// What to do (empty when fine).
+    pub remedy: String,
+}
+
+/// Everything `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// In the order checked.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, level: Level, what: impl Into<String>, remedy: impl Into<String>) {
+        self.findings.push(Finding {
+            level,
+            what: what.into(),
+            remedy: remedy.into(),
+        });
+    }
+
+    /// False when any finding is a failure.
+    pub fn can_run(&self) -> bool {
+        !self.findings.iter().any(|f| f.level == Level::Fail)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for item in &self.findings {
+            let tag = match item.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            writeln!(f, "[{tag}] {}", item.what)?;
+            if !item.remedy.is_empty() {
+                writeln!(f, "       remedy: {}", item.remedy)?;
+            }
+        }
+        let verdict = if self.can_run() {
+            "capi-cdc can run."
+        } else {
+            "capi-cdc cannot run until the FAIL lines are fixed."
+        };
+        writeln!(f, "{verdict}")
+    }
+}
+
+/// Server facts that check and setup both need.
+#[derive(Debug)]
+struct Server {
+    version_num: i32,
+    wal_level: String,
+    max_slots: i64,
+    used_slots: i64,
+    max_senders: i64,
+    used_senders: i64,
+    max_slot_wal_keep_size: String,
+    can_replicate: bool,
+    user: String,
+}
+
+async fn server_facts(client: &Client, target: &str) -> Result<Server, SourceError> {
+    let q = |what| {
+        move |source| SourceError::Query {
+            what,
+            target: target.to_owned(),
+            source,
+        }
+    };
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int,
+                    current_setting('wal_level'),
+                    current_setting('max_replication_slots')::bigint,
+                    (SELECT count(*) FROM pg_replication_slots),
+                    current_setting('max_wal_senders')::bigint,
+                    (SELECT count(*) FROM pg_stat_replication),
+                    current_setting('max_slot_wal_keep_size'),
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                    current_user::text",
+            &[],
+        )
+        .await
+        .map_err(q("reading server settings"))?;
+    Ok(Server {
+        version_num: row.get(0),
+        wal_level: row.get(1),
+        max_slots: row.get(2),
+        used_slots: row.get(3),
+        max_senders: row.get(4),
+        used_senders: row.get(5),
+        max_slot_wal_keep_size: row.get(6),
+        can_replicate: row.get::<_, Option<bool>>(7).unwrap_or(false),
+        user: row.get(8),
+    })
+}
+
+/// A table the rules read, as the catalog sees it.
+#[derive(Debug)]
+struct TableFacts {
+    exists: bool,
+    has_identity: bool,
+    in_publication: bool,
+}
+
+async fn table_facts(
+    client: &Client,
+    target: &str,
+    table: &str,
+    publication: &str,
+) -> Result<TableFacts, SourceError> {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    let row = client
+        .query_opt(
+            "SELECT c.relreplident::text,
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+                    EXISTS (SELECT 1 FROM pg_publication_tables p
+                            WHERE p.pubname = $3 AND p.schemaname = $1 AND p.tablename = $2)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&schema, &name, &publication],
+        )
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "reading the catalog",
+            target: target.to_owned(),
+            source,
+        })?;
+    Ok(match row {
+        None => TableFacts {
+            exists: false,
+            has_identity: false,
+            in_publication: false,
+        },
+        Some(row) => {
+            let ident: String = row.get(0);
+            let has_pk: bool = row.get(1);
+            TableFacts {
+                exists: true,
+                has_identity: ident == "f" || ident == "i" || (ident == "d" && has_pk),
+                in_publication: row.get(2),
+            }
+        }
+    })
+}
+
+async fn publication_exists(
+    client: &Client,
+    target: &str,
+    name: &str,
+) -> Result<bool, SourceError> {
+    client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map(|r| r.is_some())
+        .map_err(|source| SourceError::Query {
+            what: "reading pg_publication",
+            target: target.to_owned(),
+            source,
+        })
+}
+
+/// Runs every read-only check (`capi-cdc check`).
+pub async fn check(config: &Config) -> Report {
+    let mut report = Report::default();
+    let src = &config.source;
+    let target = describe_target(&src.pg);
+    let client = match control_client(src).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.push(
+                Level::Fail,
+                e.to_string(),
+                "fix source.url or start the server",
+            );
+            return report;
+        }
+    };
+    report.push(Level::Ok, format!("connected to {target}"), "");
+    if let Err(e) = check_with(&client, config, &target, &mut report).await {
+        report.push(
+            Level::Fail,
+            e.to_string(),
+            "see the error; check the role's privileges",
+        );
+    }
+    report
+}
+
+async fn check_with(
+    client: &Client,
+    config: &Config,
+    target: &str,
+    report: &mut Report,
+) -> Result<(), SourceError> {
+    let src = &config.source;
+    let server = server_facts(client, target).await?;
+    server_findings(&server, report);
+
+    let deriver = Deriver::default();
+    for table in deriver.tables() {
+        let facts = table_facts(client, target, &table, &src.publication).await?;
+        table_findings(&table, &facts, &src.publication, report);
+    }
+    if publication_exists(client, target, &src.publication).await? {
+        report.push(
+            Level::Ok,
+            format!("publication {} exists", src.publication),
+            "",
+        );
+    } else {
+        report.push(
+            Level::Fail,
+            format!("publication {} does not exist", src.publication),
+            "run `capi-cdc setup` (or review `capi-cdc setup --print-sql`)",
+        );
+    }
+
+    let slot = slot::slot_info(client, target, &src.slot).await?;
+    let spool_checkpoint = Spool::open(&config.spool.file)
+        .and_then(|s| s.checkpoint())
+        .ok()
+        .flatten();
+    match slot {
+        None => report.push(
+            Level::Fail,
+            format!("replication slot {} does not exist", src.slot),
+            "run `capi-cdc setup` to create it (it also takes the lookup snapshot)",
+        ),
+        Some(info) => slot_findings(
+            &info,
+            spool_checkpoint,
+            src.pg.get_dbname().unwrap_or(""),
+            report,
+        ),
+    }
+    if config.meta.is_none() {
+        report.push(
+            Level::Warn,
+            "no destination is enabled: events are spooled but not sent",
+            "configure [destinations.meta]",
+        );
+    } else {
+        report.push(Level::Ok, "destination meta is configured", "");
+    }
+    Ok(())
+}
+
+fn server_findings(server: &Server, report: &mut Report) {
+    if server.version_num < 130000 {
+        report.push(
+            Level::Fail,
+            format!(
+                "server version {} is older than PostgreSQL 13",
+                server.version_num
+            ),
+            "upgrade PostgreSQL to 13 or newer (14+ for binary values)",
+        );
+    } else {
+        report.push(
+            Level::Ok,
+            format!("server version {}", server.version_num),
+            "",
+        );
+    }
+    if server.wal_level == "logical" {
+        report.push(Level::Ok, "wal_level = logical", "");
+    } else {
+        report.push(
+            Level::Fail,
+            format!("wal_level = {} (logical decoding needs logical)", server.wal_level),
+            "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (a reload is not enough)",
+        );
+    }
+    if server.can_replicate {
+        report.push(Level::Ok, format!("role {} may replicate", server.user), "");
+    } else {
+        report.push(
+            Level::Fail,
+            format!("role {} has neither REPLICATION nor SUPERUSER", server.user),
+            format!("ALTER ROLE {} WITH REPLICATION;", server.user),
+        );
+    }
+    let free_slots = server.max_slots - server.used_slots;
+    let level = if free_slots > 0 {
+        Level::Ok
+    } else {
+        Level::Warn
+    };
+    report.push(
+        level,
+        format!(
+            "replication slots: {} of max_replication_slots = {} in use",
+            server.used_slots, server.max_slots
+        ),
+        if free_slots > 0 {
+            ""
+        } else {
+            "raise max_replication_slots (restart needed) if capi-cdc's slot is not among them"
+        },
+    );
+    let free_senders = server.max_senders - server.used_senders;
+    report.push(
+        if free_senders > 0 {
+            Level::Ok
+        } else {
+            Level::Fail
+        },
+        format!(
+            "WAL senders: {} of max_wal_senders = {} in use",
+            server.used_senders, server.max_senders
+        ),
+        if free_senders > 0 {
+            ""
+        } else {
+            "raise max_wal_senders (restart needed)"
+        },
+    );
+    if server.max_slot_wal_keep_size == "-1" {
+        report.push(
+            Level::Warn,
+            "max_slot_wal_keep_size = -1: a stalled slot may retain WAL until the disk is full",
+            "set max_slot_wal_keep_size (e.g. ALTER SYSTEM SET max_slot_wal_keep_size = '50GB'; SELECT pg_reload_conf();) — capi-cdc stops with a clear error if the slot is ever invalidated",
+        );
+    } else {
+        report.push(
+            Level::Ok,
+            format!(
+                "max_slot_wal_keep_size = {} caps WAL retained by slots",
+                server.max_slot_wal_keep_size
+            ),
+            "",
+        );
+    }
+}
+
+fn table_findings(table: &str, facts: &TableFacts, publication: &str, report: &mut Report) {
+    if !facts.exists {
+        report.push(
+            Level::Fail,
+            format!("table {table} does not exist"),
+            "create it (see sql/schema.sql) or point the rules at your schema",
+        );
+        return;
+    }
+    if !facts.has_identity {
+        report.push(
+            Level::Fail,
+            format!("table {table} has no primary key or replica identity: publishing it would make UPDATE and DELETE fail on the primary"),
+            format!("add a primary key, or ALTER TABLE {table} REPLICA IDENTITY FULL;"),
+        );
+    }
+    if facts.in_publication {
+        report.push(
+            Level::Ok,
+            format!("table {table} is in publication {publication}"),
+            "",
+        );
+    } else {
+        report.push(
+            Level::Fail,
+            format!("table {table} is not in publication {publication}"),
+            "run `capi-cdc setup`",
+        );
+    }
+}
+
+fn slot_findings(info: &SlotInfo, checkpoint: Option<Lsn>, database: &str, report: &mut Report) {
+    match slot::start_position(checkpoint, info, database, false) {
+        Ok(start) => report.push(
+            Level::Ok,
+            format!(
+                "replication slot {} ({}) would stream from {start}; it retains {} bytes of WAL",
+                info.name,
+                info.wal_status.as_deref().unwrap_or("unknown"),
+                info.retained_bytes.unwrap_or(0)
+            ),
+            "",
+        ),
+        Err(e) => report.push(Level::Fail, e.to_string(), "see above"),
+    }
+    if let Some(pid) = info.active_pid {
+        report.push(
+            Level::Warn,
+            format!("replication slot {} is in use by walsender PID {pid}", info.name),
+            "another capi-cdc (or consumer) is reading it; a second instance waits until it is free",
+        );
+    }
+}
+
+/// The statements `setup` runs, for `--print-sql` and for execution.
+#[derive(Debug)]
+pub struct SetupPlan {
+    /// SQL to run on the control connection.
+    pub sql: Vec<String>,
+    /// Whether the slot must be created.
+    pub create_slot: bool,
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Builds the plan from the catalog (read-only).
+async fn plan(client: &Client, config: &Config, target: &str) -> Result<SetupPlan, SourceError> {
+    let src = &config.source;
+    let tables = Deriver::default().tables();
+    let mut sql = Vec::new();
+    let exists = publication_exists(client, target, &src.publication).await?;
+    let mut missing = Vec::new();
+    for table in &tables {
+        let facts = table_facts(client, target, table, &src.publication).await?;
+        if !facts.exists {
+            return Err(SourceError::NotReady(format!(
+                "table {table} does not exist: create it (see sql/schema.sql) before running setup"
+            )));
+        }
+        if !facts.has_identity {
+            return Err(SourceError::NotReady(format!(
+                "table {table} has no primary key or replica identity; publishing it would make UPDATE and DELETE fail on the primary. Add a primary key or run ALTER TABLE {table} REPLICA IDENTITY FULL first"
+            )));
+        }
+        if !facts.in_publication {
+            missing.push(table.clone());
+        }
+    }
+    if !exists {
+        sql.push(format!(
+            "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete, truncate');",
+            quote_ident(&src.publication),
+            tables.join(", ")
+        ));
+    } else if !missing.is_empty() {
+        sql.push(format!(
+            "ALTER PUBLICATION {} ADD TABLE {};",
+            quote_ident(&src.publication),
+            missing.join(", ")
+        ));
+    }
+    let create_slot = slot::slot_info(client, target, &src.slot).await?.is_none();
+    Ok(SetupPlan { sql, create_slot })
+}
+
+/// What `setup` did.
+#[derive(Debug, Default)]
+pub struct SetupOutcome {
+    /// Lines for the operator.
+    pub lines: Vec<String>,
+}
+
+/// `capi-cdc setup`: publication, slot and lookup snapshot, idempotently.
+/// With `print_sql`, only returns what would be run.
+pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, SourceError> {
+    let src = &config.source;
+    let target = describe_target(&src.pg);
+    let client = control_client(src).await?;
+    let server = server_facts(&client, &target).await?;
+    let plan = plan(&client, config, &target).await?;
+    let mut out = SetupOutcome::default();
+    if print_sql {
+        out.lines.push(
+            "-- capi-cdc setup: statements for review (run as the table owner or a superuser)"
+                .into(),
+        );
+        out.lines.push(format!(
+            "-- server: wal_level = {} (must be logical)",
+            server.wal_level
+        ));
+        if !server.can_replicate {
+            out.lines.push(format!(
+                "ALTER ROLE {} WITH REPLICATION;",
+                quote_ident(&server.user)
+            ));
+        }
+        out.lines.extend(plan.sql.iter().cloned());
+        if plan.create_slot {
+            out.lines.push(format!(
+                "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
+                src.slot
+            ));
+            out.lines.push("-- capi-cdc itself creates the slot over the replication protocol (CREATE_REPLICATION_SLOT ... SNAPSHOT 'use') so that it can read the customers lookup snapshot at the slot's consistent point; the SQL function above exports no snapshot.".into());
+        }
+        if plan.sql.is_empty() && !plan.create_slot {
+            out.lines
+                .push("-- nothing to do: publication and slot exist".into());
+        }
+        return Ok(out);
+    }
+    if server.wal_level != "logical" {
+        return Err(SourceError::NotReady(format!(
+            "wal_level is {} on {target}; logical decoding needs wal_level = logical. Remedy: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL",
+            server.wal_level
+        )));
+    }
+    for stmt in &plan.sql {
+        client
+            .batch_execute(stmt)
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "creating the publication",
+                target: target.clone(),
+                source,
+            })?;
+        out.lines.push(format!("ran: {stmt}"));
+    }
+    if plan.sql.is_empty() {
+        out.lines
+            .push(format!("publication {} is up to date", src.publication));
+    }
+    if plan.create_slot {
+        let lines = create_slot_with_snapshot(config, server.version_num).await?;
+        out.lines.extend(lines);
+    } else {
+        out.lines
+            .push(format!("replication slot {} exists", src.slot));
+    }
+    Ok(out)
+}
+
+/// Creates the slot on a replication connection, reads the customers lookup
+/// at its consistent point inside the same snapshot, and stores both in the
+/// spool with the consistent point as checkpoint.
+async fn create_slot_with_snapshot(
+    config: &Config,
+    version_num: i32,
+) -> Result<Vec<String>, SourceError> {
+    let src = &config.source;
+    let target = describe_target(&src.pg);
+    let repl_err = |source| SourceError::Replication {
+        target: target.clone(),
+        slot: src.slot.clone(),
+        source,
+    };
+    let opts = StreamOptions {
+        slot: src.slot.clone(),
+        publication: src.publication.clone(),
+        start: Lsn::ZERO,
+        binary: false,
+        status_interval: src.status_interval,
+    };
+    let mut client = ReplicationClient::connect_gated(replication_config(src, &opts)?)
+        .await
+        .map_err(repl_err)?;
+    let create = if version_num >= 150000 {
+        format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'use')",
+            src.slot
+        )
+    } else {
+        format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput USE_SNAPSHOT",
+            src.slot
+        )
+    };
+    client
+        .simple_query("BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(repl_err)?;
+    let rows = client.simple_query(&create).await.map_err(repl_err)?;
+    let consistent_point: Lsn = rows
+        .first()
+        .and_then(|r| r.get(1).cloned().flatten())
+        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        .ok_or_else(|| {
+            SourceError::NotReady("CREATE_REPLICATION_SLOT returned no consistent point".into())
+        })?;
+    let deriver = Deriver::default();
+    let customers = client
+        .simple_query(&deriver.customer_snapshot_sql())
+        .await
+        .map_err(repl_err)?;
+    client.simple_query("COMMIT").await.map_err(repl_err)?;
+    client.stop();
+    let _ = client.shutdown().await;
+
+    let mut lines = vec![format!(
+        "created replication slot {} (pgoutput) at consistent point {consistent_point}",
+        src.slot
+    )];
+    let spool = Spool::open(&config.spool.file)?;
+    let existing = spool.checkpoint()?;
+    if let Some(cp) = existing {
+        lines.push(format!(
+            "WARNING: the spool already has checkpoint {cp}; the new slot starts at {consistent_point}. Changes in between were not captured: `capi-cdc run` will refuse to start until you accept the gap (--accept-gap) and backfill it"
+        ));
+        return Ok(lines);
+    }
+    let mut writer = spool.writer()?;
+    let mut count = 0u64;
+    for row in customers {
+        let text = |i: usize| {
+            row.get(i)
+                .cloned()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let fields = [text(0), text(1), text(2), text(3), text(4), text(5)];
+        if let Some(Effect::PutCustomer { id, identity }) = deriver.customer_from_snapshot(&fields)
+        {
+            let json = serde_json::to_string(&identity).map_err(SourceError::Identity)?;
+            writer.put_customer(&id, &json)?;
+            count += 1;
+        }
+    }
+    writer.set_meta("slot", &src.slot)?;
+    writer.commit(consistent_point)?;
+    lines.push(format!(
+        "spooled the customers lookup snapshot ({count} customers, hashed) with checkpoint {consistent_point}"
+    ));
+    Ok(lines)
+}

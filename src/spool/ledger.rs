@@ -1,0 +1,283 @@
+//! The delivery side of the spool: each destination's ledger of events.
+//!
+//! Lanes read pending events in spool order and record one outcome per
+//! attempt. State moves `pending → delivered | dead | skipped`; a retry keeps
+//! it `pending` with a later `not_before` and one more attempt.
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::{now_ms, Result, Spool, SpoolError};
+use crate::derive::BusinessEvent;
+
+/// Where one event stands for one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet accepted by the platform.
+    Pending,
+    /// Accepted by the platform.
+    Delivered,
+    /// Given up on, with the platform's reason.
+    Dead,
+    /// Not sent by policy, with the reason.
+    Skipped,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+}
+
+/// A pending event handed to a lane.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// Spool order.
+    pub seq: i64,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was spooled (ms since epoch), for latency metrics.
+    pub spooled_at_ms: i64,
+    /// The event.
+    pub event: BusinessEvent,
+}
+
+/// Per-state counts for one destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    /// Waiting to be sent.
+    pub pending: u64,
+    /// Accepted.
+    pub delivered: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+    /// Skipped by policy.
+    pub skipped: u64,
+}
+
+/// A dead or skipped event and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The event.
+    pub event_id: String,
+    /// Its state.
+    pub state: String,
+    /// The platform's reason, or the policy's.
+    pub reason: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Reads and updates delivery state.
+#[derive(Debug)]
+pub struct Ledger {
+    spool: Spool,
+    conn: Connection,
+}
+
+impl Ledger {
+    pub(super) fn new(spool: Spool, conn: Connection) -> Ledger {
+        Ledger { spool, conn }
+    }
+
+    fn err(&self, e: rusqlite::Error) -> SpoolError {
+        self.spool.err(e)
+    }
+
+    /// Up to `limit` pending events for `destination` that are due at `now_ms`.
+    pub fn pending(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload
+                 FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.not_before_ms <= ?2
+                 ORDER BY d.seq LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![destination, now_ms, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, attempts, spooled_at_ms, event_id, payload) = row.map_err(|e| self.err(e))?;
+            let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
+                path: self.spool.path.clone(),
+                event_id,
+                source,
+            })?;
+            out.push(PendingEvent {
+                seq,
+                attempts,
+                spooled_at_ms,
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The earliest `not_before` among pending events, if any are waiting.
+    pub fn next_due_ms(&self, destination: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT MIN(not_before_ms) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
+                [destination],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a final outcome for `seqs` (one attempt each when `attempted`).
+    pub fn finish(
+        &mut self,
+        destination: &str,
+        seqs: &[i64],
+        state: DeliveryState,
+        reason: Option<&str>,
+        attempted: bool,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
+                     WHERE destination = ?1 AND seq = ?2",
+                )
+                .map_err(|e| self.spool.err(e))?;
+            let now = now_ms();
+            for seq in seqs {
+                stmt.execute(params![
+                    destination,
+                    seq,
+                    state.as_str(),
+                    reason,
+                    i64::from(attempted),
+                    now
+                ])
+                .map_err(|e| self.spool.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.spool.err(e))
+    }
+
+    /// Keeps `seqs` pending, counts an attempt and waits until `not_before_ms`.
+    pub fn retry_later(
+        &mut self,
+        destination: &str,
+        seqs: &[i64],
+        not_before_ms: i64,
+        reason: &str,
+        count_attempt: bool,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET not_before_ms = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
+                     WHERE destination = ?1 AND seq = ?2 AND state = 'pending'",
+                )
+                .map_err(|e| self.spool.err(e))?;
+            let now = now_ms();
+            for seq in seqs {
+                stmt.execute(params![
+                    destination,
+                    seq,
+                    not_before_ms,
+                    reason,
+                    i64::from(count_attempt),
+                    now
+                ])
+                .map_err(|e| self.spool.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.spool.err(e))
+    }
+
+    /// Per-state counts for `destination`.
+    pub fn counts(&self, destination: &str) -> Result<LedgerCounts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT state, COUNT(*) FROM deliveries WHERE destination = ?1 GROUP BY state",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut counts = LedgerCounts::default();
+        let rows = stmt
+            .query_map([destination], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (state, n) = row.map_err(|e| self.err(e))?;
+            match state.as_str() {
+                "pending" => counts.pending = n,
+                "delivered" => counts.delivered = n,
+                "dead" => counts.dead = n,
+                "skipped" => counts.skipped = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Dead-lettered and skipped events for `destination`, newest first.
+    pub fn outcomes(&self, destination: &str, limit: usize) -> Result<Vec<Outcome>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.event_id, d.state, d.reason, d.attempts FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND d.state IN ('dead', 'skipped')
+                 ORDER BY d.seq DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![destination, limit as i64], |r| {
+                Ok(Outcome {
+                    event_id: r.get(0)?,
+                    state: r.get(1)?,
+                    reason: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of stored events (all destinations).
+    pub fn event_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Row changes that could not become events.
+    pub fn derive_failures(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM derive_failures", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Milliseconds since the epoch (exposed for lanes that share the clock).
+    pub fn now_ms() -> i64 {
+        now_ms()
+    }
+}

@@ -1,0 +1,247 @@
+//! The spool: capi-cdc's durable store, one SQLite file.
+//!
+//! Inputs: derived events, lookup-state updates and transaction end LSNs from
+//! the apply loop ([`SpoolWriter`]); delivery outcomes from the lanes
+//! ([`Ledger`]). Outputs: the checkpoint (the only LSN ever reported to
+//! PostgreSQL as flushed) and the pending work of each destination.
+//!
+//! Invariants (DESIGN.md §2):
+//! - Events, lookup updates and the checkpoint of a batch of transactions are
+//!   committed in **one** SQLite transaction: the checkpoint never gets ahead
+//!   of what is stored, and nothing stored is ever behind the checkpoint.
+//! - The checkpoint only moves forward, and only on transaction boundaries
+//!   (or to an idle keepalive position when nothing is in flight).
+//! - An event is stored once per `event_id`; each destination has exactly one
+//!   ledger row per event, whose state ends as delivered, dead or skipped.
+//! - `synchronous = FULL`: a commit that returned survives power loss, which
+//!   is what acknowledging the LSN to PostgreSQL promises.
+//! - No raw PII is ever written here (events carry hashes only).
+
+mod ledger;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+pub use ledger::{DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent};
+pub use writer::SpoolWriter;
+
+use crate::lsn::Lsn;
+
+/// Schema version written to `meta`; bump with a migration.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another writer before `SQLITE_BUSY`.
+/// The apply loop holds the write lock for the length of one batch (a huge
+/// source transaction included), so delivery must be patient.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A spool problem; names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// SQLite failed.
+    #[error("spool {path}: {source}")]
+    Sqlite {
+        /// The spool file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The directory could not be created.
+    #[error("spool {path}: cannot create its directory: {source}")]
+    Io {
+        /// The spool file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored event could not be read back.
+    #[error("spool {path}: stored event {event_id} is unreadable: {source}")]
+    Corrupt {
+        /// The spool file.
+        path: PathBuf,
+        /// The event.
+        event_id: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file was written by a newer capi-cdc.
+    #[error("spool {path}: schema version {found} is newer than this capi-cdc understands ({SCHEMA_VERSION}); upgrade capi-cdc")]
+    TooNew {
+        /// The spool file.
+        path: PathBuf,
+        /// Version found.
+        found: i64,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, SpoolError>;
+
+/// Opens connections to one spool file.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row: the end LSN of the last transaction whose effects are stored.
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    lsn           INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+-- Derived business events, hashed identifiers only; one row per event_id.
+CREATE TABLE IF NOT EXISTS events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id      TEXT NOT NULL UNIQUE,
+    kind          TEXT NOT NULL,
+    commit_lsn    INTEGER NOT NULL,
+    event_time_s  INTEGER NOT NULL,
+    payload       TEXT NOT NULL,
+    spooled_at_ms INTEGER NOT NULL
+);
+-- Per destination: where each event stands.
+CREATE TABLE IF NOT EXISTS deliveries (
+    destination   TEXT NOT NULL,
+    seq           INTEGER NOT NULL REFERENCES events(seq),
+    state         TEXT NOT NULL,        -- pending | delivered | dead | skipped
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL DEFAULT 0,
+    reason        TEXT,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (destination, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (destination, state, seq);
+-- As-of lookup state: customers' hashed identity, as of the checkpoint.
+CREATE TABLE IF NOT EXISTS lookup_customers (
+    id       TEXT PRIMARY KEY,
+    identity TEXT NOT NULL
+) WITHOUT ROWID;
+-- Row changes that could not become events: kept with their position and
+-- reason (never the row's values) so nothing is lost silently.
+CREATE TABLE IF NOT EXISTS derive_failures (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    commit_lsn INTEGER NOT NULL,
+    relation   TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+"#;
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `file` and migrates it.
+    pub fn open(file: &Path) -> Result<Spool> {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SpoolError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        }
+        let spool = Spool {
+            path: file.to_path_buf(),
+        };
+        let conn = spool.connect()?;
+        conn.execute_batch(SCHEMA).map_err(|e| spool.err(e))?;
+        let found: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(|e| spool.err(e))?
+            .and_then(|v| v.parse().ok());
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(SpoolError::TooNew {
+                    path: spool.path.clone(),
+                    found: v,
+                })
+            }
+            Some(_) => {}
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| spool.err(e))?;
+            }
+        }
+        Ok(spool)
+    }
+
+    /// The spool file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection with the pragmas every user needs.
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> SpoolError {
+        SpoolError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The stored checkpoint, `None` for a spool that never had one.
+    pub fn checkpoint(&self) -> Result<Option<Lsn>> {
+        let conn = self.connect()?;
+        read_checkpoint(&conn).map_err(|e| self.err(e))
+    }
+
+    /// The writer used by the apply loop (one per process).
+    pub fn writer(&self) -> Result<SpoolWriter> {
+        SpoolWriter::new(self.clone(), self.connect()?)
+    }
+
+    /// A ledger handle for delivery lanes and status readers.
+    pub fn ledger(&self) -> Result<Ledger> {
+        Ok(Ledger::new(self.clone(), self.connect()?))
+    }
+
+    /// A value from the `meta` table (e.g. `slot`, `system_identifier`).
+    pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        let conn = self.connect()?;
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Lsn>> {
+    conn.query_row("SELECT lsn FROM checkpoint WHERE id = 1", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .optional()
+    .map(|v| v.map(|v| Lsn(v as u64)))
+}
+
+/// Milliseconds since the Unix epoch, for bookkeeping columns.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
