@@ -609,8 +609,10 @@ async fn create_slot_with_snapshot(
         .await
         .map_err(repl_err)?;
     client.simple_query("COMMIT").await.map_err(repl_err)?;
-    client.stop();
-    let _ = client.shutdown().await;
+    // A gated session that never started replication waits for more gate
+    // commands rather than watching the stop signal: end it by dropping its
+    // task, which closes the connection.
+    client.abort();
 
     let mut lines = vec![format!(
         "created replication slot {} (pgoutput) at consistent point {consistent_point}",

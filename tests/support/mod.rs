@@ -2,4 +2,6 @@
 
 // Every test binary compiles all of `support` but uses only part of it.
 #[allow(dead_code)]
+pub mod harness;
+#[allow(dead_code)]
 pub mod pg;

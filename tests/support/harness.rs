@@ -1,0 +1,243 @@
+//! A whole pipeline for one test: its own database with the reference schema,
+//! an in-process Meta sandbox, a spool in a temp dir, and a config naming
+//! them. `run` can go in-process (fast) or as the real binary (kill tests,
+//! log checks).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capi_cdc::config::Config;
+use capi_cdc::lsn::Lsn;
+use capi_cdc::sandbox::{Sandbox, SandboxConfig};
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::pg::{cluster, TestDb};
+
+/// The reference schema, as shipped.
+pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
+/// Token the sandbox accepts.
+pub const TOKEN: &str = "test-meta-token-0123456789";
+/// Pixel the sandbox accepts.
+pub const PIXEL: &str = "4242424242";
+
+pub struct Pipeline {
+    pub db: TestDb,
+    pub sandbox: Sandbox,
+    pub sandbox_url: String,
+    pub dir: tempfile::TempDir,
+    pub slot: String,
+    pub publication: String,
+    _sandbox_stop: watch::Sender<bool>,
+}
+
+/// An in-process `run`.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    join: JoinHandle<Result<(), capi_cdc::run::RunError>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let result = tokio::time::timeout(Duration::from_secs(30), self.join)
+            .await
+            .expect("run did not stop within 30 s");
+        result.expect("run panicked").expect("run failed");
+    }
+}
+
+impl Pipeline {
+    /// A fresh database with the schema and a sandbox.
+    pub async fn new(prefix: &str) -> Pipeline {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let db = cluster().create_database(prefix).await;
+        db.execute_batch(SCHEMA).await;
+        let sandbox = Sandbox::new(SandboxConfig {
+            meta_pixel_id: PIXEL.into(),
+            meta_access_token: TOKEN.into(),
+            ..SandboxConfig::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sandbox_url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, mut rx) = watch::channel(false);
+        tokio::spawn(capi_cdc::sandbox::serve_sandbox(
+            listener,
+            sandbox.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
+        let slot = format!("s_{}", db.name);
+        let publication = format!("p_{}", db.name);
+        Pipeline {
+            db,
+            sandbox,
+            sandbox_url,
+            dir: tempfile::tempdir().unwrap(),
+            slot,
+            publication,
+            _sandbox_stop: tx,
+        }
+    }
+
+    pub fn spool_file(&self) -> PathBuf {
+        self.dir.path().join("spool.sqlite3")
+    }
+
+    /// The config file's text (over the Unix socket).
+    pub fn toml(&self) -> String {
+        format!(
+            r#"
+[source]
+url = "{url}"
+slot = "{slot}"
+publication = "{publication}"
+status_interval_ms = 500
+
+[spool]
+path = "{spool}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[destinations.meta]
+base_url = "{sandbox}"
+api_version = "v25.0"
+pixel_id = "{PIXEL}"
+access_token = "{TOKEN}"
+timeout_ms = 3000
+requests_per_second = 200
+"#,
+            url = self.db.socket_url,
+            slot = self.slot,
+            publication = self.publication,
+            spool = self.spool_file().display(),
+            sandbox = self.sandbox_url,
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_figment(Figment::new().merge(Toml::string(&self.toml()))).expect("test config")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("capi-cdc.toml");
+        std::fs::write(&path, self.toml()).unwrap();
+        path
+    }
+
+    pub async fn setup(&self) -> Vec<String> {
+        capi_cdc::source::preflight::setup(&self.config(), false)
+            .await
+            .expect("setup")
+            .lines
+    }
+
+    /// Starts `run` in this process.
+    pub fn start(&self) -> Running {
+        let (stop, rx) = watch::channel(false);
+        let config = self.config();
+        let join = tokio::spawn(capi_cdc::run::run(config, Default::default(), rx));
+        Running { stop, join }
+    }
+
+    /// Starts the real binary with `args` (after `--config FILE`).
+    pub fn spawn_binary(&self, args: &[&str], log: &std::path::Path) -> Child {
+        let log = std::fs::File::create(log).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_capi-cdc"))
+            .arg("--config")
+            .arg(self.config_file())
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn capi-cdc")
+    }
+
+    pub async fn sql(&self, sql: &str) {
+        self.db.execute_batch(sql).await;
+    }
+
+    /// Distinct event IDs the sandbox accepted.
+    pub fn delivered_ids(&self) -> std::collections::BTreeSet<String> {
+        self.sandbox
+            .meta_report()
+            .received
+            .iter()
+            .filter_map(|e| e.event_id().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits until the sandbox holds `n` distinct event IDs.
+    pub async fn wait_for_events(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let got = self.delivered_ids().len();
+            if got >= n {
+                return;
+            }
+            if start.elapsed() > within {
+                let report = self.sandbox.meta_report();
+                panic!(
+                    "only {got} of {n} events reached the sandbox within {within:?} (requests {}, rejected {}: {:?})",
+                    report.requests, report.rejected, report.rejections
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The slot's `confirmed_flush_lsn`.
+    pub async fn confirmed_flush(&self) -> Lsn {
+        let client = self.db.client().await;
+        let row = client
+            .query_one(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await
+            .unwrap();
+        row.get::<_, String>(0).parse().unwrap()
+    }
+
+    /// The current WAL insert position.
+    pub async fn wal_lsn(&self) -> Lsn {
+        let client = self.db.client().await;
+        let row = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0).parse().unwrap()
+    }
+
+    /// Waits until the slot confirms at least `lsn`.
+    pub async fn wait_confirmed(&self, lsn: Lsn, within: Duration) {
+        let start = Instant::now();
+        while self.confirmed_flush().await < lsn {
+            assert!(
+                start.elapsed() < within,
+                "slot {} did not confirm {lsn} within {within:?} (at {})",
+                self.slot,
+                self.confirmed_flush().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The spool's checkpoint.
+    pub fn spool_checkpoint(&self) -> Option<Lsn> {
+        capi_cdc::spool::Spool::open(&self.spool_file())
+            .unwrap()
+            .checkpoint()
+            .unwrap()
+    }
+}
