@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# capi-cdc vs pg_recvlogical on the same WAL; see bench/README.md.
+#
+#   bench/run.sh                               # defaults: 200k txns, 1M-row txn
+#   BENCH_TXNS=20000 BENCH_BIG_ROWS=100000 bench/run.sh
+#
+# Starts its own PostgreSQL cluster, Meta sandbox and capi-cdc in a temp dir,
+# and stops all of them on exit, error or Ctrl-C.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+REPORT=(python3 "$HERE/report.py")
+
+TXNS=${BENCH_TXNS:-200000}              # workload A: single-row transactions
+CLIENTS=${BENCH_CLIENTS:-4}             # pgbench clients for workload A
+LIVE_TXNS=${BENCH_LIVE_TXNS:-2000}      # workload A live phase: transactions
+LIVE_RATE=${BENCH_LIVE_RATE:-200}       # ... and their rate (per second)
+BIG_ROWS=${BENCH_BIG_ROWS:-1000000}     # workload B: rows in one transaction
+WAIT=${BENCH_TIMEOUT:-600}              # ceiling of every single wait, seconds
+PG_PORT=${BENCH_PG_PORT:-54329}         # Unix socket only; the port names the socket file
+OUT=${BENCH_OUT:-$HERE/results-latest.md}
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
+
+for tool in initdb postgres psql pgbench pg_recvlogical cargo python3 timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found on PATH"
+done
+[[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is needed for pg_recvlogical's peak RSS"
+(( TXNS % CLIENTS == 0 )) || die "BENCH_TXNS ($TXNS) must be a multiple of $CLIENTS clients"
+(( LIVE_TXNS % CLIENTS == 0 )) || die "BENCH_LIVE_TXNS ($LIVE_TXNS) must be a multiple of $CLIENTS clients"
+(( BIG_ROWS >= 1000 )) || die "BENCH_BIG_ROWS must be at least 1000"
+
+# Keep CAPI_CDC_* settings of the caller's shell out of the runs.
+while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^CAPI_CDC_' || true)
+
+# ------------------------------------------------------------------ build
+log "building the release binary"
+(cd "$ROOT" && cargo build --release --quiet)
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET_DIR/release/capi-cdc"
+[[ -x "$BIN" ]] || die "no binary at $BIN"
+
+# ------------------------------------------------------------------ temp dir, cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/capi-cdc-bench.XXXXXX")
+SOCK="$WORK/sock"
+mkdir -p "$SOCK"
+AS_PG=()
+if [[ $(id -u) -eq 0 ]]; then
+    # initdb and postgres refuse to run as root.
+    id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user"
+    AS_PG=(runuser -u postgres --)
+    chown postgres: "$WORK" "$SOCK"
+    chmod 755 "$WORK"
+fi
+RESULTS="$WORK/results.env"
+: >"$RESULTS"
+PIDS=()          # processes we started (besides postgres), stopped on exit
+PG_LAUNCHER=""   # runuser/postgres process we started
+CAPI_PID=""
+CAPI_LOG=""
+SANDBOX_LOG="$WORK/sandbox.log"
+
+stop_pid() { # pid [signal]: signal, wait up to 15 s, then SIGKILL
+    local pid=$1 sig=${2:-TERM} i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    log "pid $pid ignored SIG$sig for 15 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_postgres() {
+    local pm=""
+    [[ -f "$WORK/data/postmaster.pid" ]] && pm=$(head -1 "$WORK/data/postmaster.pid")
+    if [[ -n "$pm" ]] && kill -0 "$pm" 2>/dev/null; then
+        stop_pid "$pm" INT # fast shutdown
+    fi
+    if [[ -n "$PG_LAUNCHER" ]]; then
+        stop_pid "$PG_LAUNCHER" TERM
+        wait "$PG_LAUNCHER" 2>/dev/null || true
+    fi
+}
+
+show_tail() { # file
+    [[ -s "$1" ]] || return 0
+    log "---- last lines of $1"
+    tail -n 40 "$1" >&2
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if ((rc != 0)); then
+        log "failed (exit $rc)"
+        [[ -n "$CAPI_LOG" ]] && show_tail "$CAPI_LOG"
+        show_tail "$SANDBOX_LOG"
+        show_tail "$WORK/postgres.log"
+    fi
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    stop_postgres
+    if [[ -n "${BENCH_KEEP:-}" ]]; then
+        log "kept $WORK (BENCH_KEEP set)"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+result() { printf '%s=%s\n' "$1" "$2" >>"$RESULTS"; }
+
+# ------------------------------------------------------------------ PostgreSQL
+log "initdb in $WORK/data"
+(cd "$WORK" && "${AS_PG[@]}" initdb -D "$WORK/data" -A trust -U postgres -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1) \
+    || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+
+log "starting postgres (Unix socket $SOCK, port $PG_PORT)"
+(cd "$WORK" && exec "${AS_PG[@]}" postgres -D "$WORK/data" -k "$SOCK" -p "$PG_PORT" \
+    -c listen_addresses='' \
+    -c wal_level=logical \
+    -c max_replication_slots=10 \
+    -c max_wal_senders=10 \
+    -c track_commit_timestamp=on) >"$WORK/postgres.log" 2>&1 &
+PG_LAUNCHER=$!
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PG_PORT" -U postgres)
+q() { "${PSQL[@]}" -At -d "$1" -c "$2"; } # db sql
+
+deadline=$((SECONDS + 60))
+until q postgres "SELECT 1" >/dev/null 2>&1; do
+    kill -0 "$PG_LAUNCHER" 2>/dev/null || die "postgres exited during startup"
+    ((SECONDS < deadline)) || die "postgres not ready after 60 s"
+    sleep 0.2
+done
+PG_VERSION=$(q postgres "SHOW server_version" | awk "{print \$1}")
+log "PostgreSQL $PG_VERSION is up"
+
+result nproc "$(nproc)"
+result mem "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+result kernel "Linux $(uname -r)"
+result pg_version "$PG_VERSION"
+result capi_version "$("$BIN" --version | awk '{print $2}')"
+result date "$(date -u +%Y-%m-%dT%H:%MZ)"
+result A_txns "$TXNS"
+result A_clients "$CLIENTS"
+result A_live_txns "$LIVE_TXNS"
+result A_live_rate "$LIVE_RATE"
+result B_rows "$BIG_ROWS"
+result B_events "$((BIG_ROWS / 1000))"
+
+# ------------------------------------------------------------------ sandbox
+SANDBOX_PORT=$("${REPORT[@]}" freeport)
+SANDBOX="http://127.0.0.1:$SANDBOX_PORT"
+PIXEL=1234567890
+TOKEN=bench-token
+"$BIN" sandbox --listen "127.0.0.1:$SANDBOX_PORT" --meta-pixel-id "$PIXEL" \
+    --meta-access-token "$TOKEN" 2>"$SANDBOX_LOG" &
+PIDS+=($!)
+deadline=$((SECONDS + 30))
+until python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$SANDBOX/healthz" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "sandbox not answering after 30 s"
+    sleep 0.1
+done
+
+# ------------------------------------------------------------------ helpers
+prepare_db() { # db: schema, one customer, publication, slot recv, capi-cdc setup (spool dir $2)
+    local db=$1 spool=$2
+    q postgres "CREATE DATABASE $db"
+    "${PSQL[@]}" -d "$db" -f "$ROOT/sql/schema.sql" >/dev/null
+    q "$db" "INSERT INTO customers (email, phone, first_name, last_name, country)
+             VALUES ('Bench.Buyer@Example.com', '+1 (555) 010-0000', 'Bench', 'Buyer', 'US')" >/dev/null
+    q "$db" "CREATE PUBLICATION capi_cdc FOR TABLE public.customers, public.orders"
+    q "$db" "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')" >/dev/null
+    write_config "$db" "$spool"
+    "$BIN" --config "$WORK/$db.toml" setup >"$WORK/$db.setup.log" 2>&1 \
+        || { cat "$WORK/$db.setup.log" >&2; die "capi-cdc setup failed"; }
+    sed 's/^/    setup: /' "$WORK/$db.setup.log" >&2
+}
+
+ADMIN_PORT=""
+write_config() { # db spool_dir
+    ADMIN_PORT=$("${REPORT[@]}" freeport)
+    mkdir -p "$2"
+    cat >"$WORK/$1.toml" <<EOF
+[source]
+url = "postgresql:///$1?host=$SOCK&port=$PG_PORT&user=postgres"
+slot = "capi_cdc"
+publication = "capi_cdc"
+
+[spool]
+path = "$2/"
+
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+
+[destinations.meta]
+enabled = true
+base_url = "$SANDBOX"
+api_version = "v25.0"
+pixel_id = "$PIXEL"
+access_token = "$TOKEN"
+requests_per_second = 1000
+EOF
+}
+
+drain_recvlogical() { # db end_lsn label -> sets RECV_S, RECV_RSS_KB
+    local db=$1 end=$2 label=$3 t0 t1
+    log "$label: pg_recvlogical drains slot recv to $end"
+    t0=$(now)
+    /usr/bin/time -v -o "$WORK/$label.recv.time" \
+        timeout "$WAIT" pg_recvlogical -d "$db" -h "$SOCK" -p "$PG_PORT" -U postgres \
+        --slot recv --start --no-loop -o proto_version=1 -o publication_names=capi_cdc \
+        -f /dev/null --endpos "$end" 2>"$WORK/$label.recv.log" \
+        || { cat "$WORK/$label.recv.log" >&2; die "pg_recvlogical failed or timed out"; }
+    t1=$(now)
+    RECV_S=$(elapsed "$t0" "$t1")
+    RECV_RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$label.recv.time")
+    local confirmed
+    confirmed=$(q "$db" "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'recv'")
+    log "$label: pg_recvlogical took $RECV_S s, peak RSS $RECV_RSS_KB kB (slot recv confirmed $confirmed)"
+}
+
+start_capi() { # db label
+    CAPI_LOG="$WORK/$2.capi.log"
+    CAPI_T0=$(now)
+    "$BIN" --config "$WORK/$1.toml" run 2>"$CAPI_LOG" &
+    CAPI_PID=$!
+    PIDS+=("$CAPI_PID")
+}
+
+wait_capi() { # end_lsn delivered -> sets CP_S DEL_S (seconds since start)
+    local out
+    out=$("${REPORT[@]}" wait --admin "127.0.0.1:$ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
+        --lsn "$1" --delivered "$2" --timeout "$WAIT") || die "capi-cdc did not reach checkpoint $1 / $2 delivered"
+    read -r CP_S DEL_S <<<"$out"
+}
+
+stop_capi() { # -> sets CAPI_RSS_KB CAPI_EXIT
+    CAPI_RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$CAPI_PID/status" 2>/dev/null || echo "")
+    local status
+    status=$(curl_status)
+    log "capi-cdc /api/status: $status"
+    stop_pid "$CAPI_PID" TERM
+    CAPI_EXIT=0
+    wait "$CAPI_PID" 2>/dev/null || CAPI_EXIT=$?
+    ((CAPI_EXIT == 0)) || { log "capi-cdc exited with $CAPI_EXIT after SIGTERM"; show_tail "$CAPI_LOG"; }
+}
+
+curl_status() {
+    python3 -c "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode().strip())" \
+        "http://127.0.0.1:$ADMIN_PORT/api/status" 2>/dev/null || echo "(unavailable)"
+}
+
+wal_mb() { # db start_lsn end_lsn
+    q "$1" "SELECT round(pg_wal_lsn_diff('$3', '$2') / 1048576.0)"
+}
+
+# ================================================================== workload A
+DB=bench_oltp
+log "A: preparing database $DB"
+prepare_db "$DB" "$WORK/spool_a"
+START_A=$(q "$DB" "SELECT pg_current_wal_lsn()")
+
+cat >"$WORK/paid_order.sql" <<'EOF'
+\set cents random(100, 99999)
+INSERT INTO orders (customer_id, status, total, currency, paid_at) VALUES (1, 'paid', :cents / 100.0, 'USD', now());
+EOF
+chmod 644 "$WORK/paid_order.sql"
+
+log "A: pgbench writes $TXNS single-row transactions ($CLIENTS clients)"
+timeout "$WAIT" pgbench -n -h "$SOCK" -p "$PG_PORT" -U postgres -f "$WORK/paid_order.sql" \
+    -c "$CLIENTS" -j 2 -t $((TXNS / CLIENTS)) "$DB" >"$WORK/A.pgbench.log" 2>&1 \
+    || { cat "$WORK/A.pgbench.log" >&2; die "pgbench failed"; }
+grep -E '^(tps|number of transactions actually processed)' "$WORK/A.pgbench.log" | sed 's/^/    pgbench: /' >&2
+END_A=$(q "$DB" "SELECT pg_current_wal_lsn()")
+COUNT_A=$(q "$DB" "SELECT count(*) FROM orders")
+((COUNT_A == TXNS)) || die "expected $TXNS orders, found $COUNT_A"
+result A_wal_mb "$(wal_mb "$DB" "$START_A" "$END_A")"
+log "A: end LSN $END_A"
+
+drain_recvlogical "$DB" "$END_A" A
+result A_recv_s "$RECV_S"
+result A_recv_rss_kb "$RECV_RSS_KB"
+
+log "A: capi-cdc drains slot capi_cdc to $END_A and delivers $TXNS events"
+start_capi "$DB" A
+wait_capi "$END_A" "$TXNS"
+log "A: capi-cdc checkpoint reached $END_A after $CP_S s; $TXNS delivered after $DEL_S s"
+result A_capi_cp_s "$CP_S"
+result A_capi_del_s "$DEL_S"
+
+# Live phase: capi-cdc is caught up; a steady trickle measures latency, not queueing.
+sleep 2
+LIVE_FROM=$(q "$DB" "SELECT max(id) FROM orders")
+log "A live: $LIVE_TXNS transactions at $LIVE_RATE/s"
+timeout "$WAIT" pgbench -n -h "$SOCK" -p "$PG_PORT" -U postgres -f "$WORK/paid_order.sql" \
+    -c "$CLIENTS" -j 2 -R "$LIVE_RATE" -t $((LIVE_TXNS / CLIENTS)) "$DB" >"$WORK/A.live.pgbench.log" 2>&1 \
+    || { cat "$WORK/A.live.pgbench.log" >&2; die "pgbench (live) failed"; }
+END_LIVE=$(q "$DB" "SELECT pg_current_wal_lsn()")
+wait_capi "$END_LIVE" $((TXNS + LIVE_TXNS))
+q "$DB" "SELECT id, round(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000, 3)
+         FROM orders WHERE id > $LIVE_FROM ORDER BY id" | tr '|' '\t' >"$WORK/A.live.commits.tsv"
+MAX_ID=$(q "$DB" "SELECT max(id) FROM orders")
+log "A: reading the sandbox back"
+CHECK=$("${REPORT[@]}" sandbox-check --url "$SANDBOX" --expect "backlog:1:$TXNS" \
+    --expect "live:$((LIVE_FROM + 1)):$MAX_ID" --commits "$WORK/A.live.commits.tsv")
+log "A: sandbox: $CHECK"
+result A_live_check "$CHECK"
+result A_backlog_found "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["backlog_expected"]-d["backlog_missing"])' "$CHECK")"
+result A_duplicates "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["duplicates"])' "$CHECK")"
+stop_capi
+result A_capi_rss_kb "$CAPI_RSS_KB"
+result A_capi_exit "$CAPI_EXIT"
+q "$DB" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null
+"${REPORT[@]}" clear "$SANDBOX"
+
+# ================================================================== workload B
+DB=bench_big
+log "B: preparing database $DB (fresh slots)"
+prepare_db "$DB" "$WORK/spool_b"
+START_B=$(q "$DB" "SELECT pg_current_wal_lsn()")
+log "B: one transaction inserting $BIG_ROWS orders (every 1000th paid)"
+q "$DB" "INSERT INTO orders (id, customer_id, status, total, currency, paid_at)
+         SELECT g, 1,
+                CASE WHEN g % 1000 = 0 THEN 'paid' ELSE 'pending' END,
+                (g % 99900 + 100) / 100.0, 'USD',
+                CASE WHEN g % 1000 = 0 THEN now() END
+         FROM generate_series(1, $BIG_ROWS) AS g" >/dev/null
+END_B=$(q "$DB" "SELECT pg_current_wal_lsn()")
+result B_wal_mb "$(wal_mb "$DB" "$START_B" "$END_B")"
+log "B: end LSN $END_B"
+
+drain_recvlogical "$DB" "$END_B" B
+result B_recv_s "$RECV_S"
+result B_recv_rss_kb "$RECV_RSS_KB"
+
+B_EVENTS=$((BIG_ROWS / 1000))
+log "B: capi-cdc drains slot capi_cdc to $END_B and delivers $B_EVENTS events"
+start_capi "$DB" B
+wait_capi "$END_B" "$B_EVENTS"
+log "B: capi-cdc checkpoint reached $END_B after $CP_S s; $B_EVENTS delivered after $DEL_S s"
+result B_capi_cp_s "$CP_S"
+result B_capi_del_s "$DEL_S"
+CHECK=$("${REPORT[@]}" sandbox-check --url "$SANDBOX" --expect "big:1:$BIG_ROWS" --modulus 1000)
+log "B: sandbox: $CHECK"
+result B_found "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["big_expected"]-d["big_missing"])' "$CHECK")"
+result B_duplicates "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["duplicates"])' "$CHECK")"
+stop_capi
+result B_capi_rss_kb "$CAPI_RSS_KB"
+result B_capi_exit "$CAPI_EXIT"
+
+# ================================================================== report
+"${REPORT[@]}" render "$RESULTS" --out "$OUT"
+log "wrote $OUT"
