@@ -245,7 +245,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         "",
         f"Machine: {r.get('nproc')} CPUs (`nproc`), {r.get('mem')} RAM, {r.get('kernel')}; "
         f"PostgreSQL {r.get('pg_version')}; capi-cdc {r.get('capi_version')} (release build); "
-        f"run {r.get('date')}.",
+        f"run {r.get('date')}; load average at start {r.get('load')}.",
         "",
         f"Workload A (OLTP): {a_n} single-row INSERT transactions into `orders` (status 'paid'), "
         f"pgbench with {r.get('A_clients')} clients; {r.get('A_wal_mb')} MB of WAL. "

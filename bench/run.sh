@@ -10,6 +10,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
+export PYTHONDONTWRITEBYTECODE=1 NO_COLOR=1  # no bytecode in bench/, no ANSI in logs
 REPORT=(python3 "$HERE/report.py")
 
 TXNS=${BENCH_TXNS:-200000}              # workload A: single-row transactions
@@ -148,6 +149,7 @@ PG_VERSION=$(q postgres "SHOW server_version" | awk "{print \$1}")
 log "PostgreSQL $PG_VERSION is up"
 
 result nproc "$(nproc)"
+result load "$(cut -d" " -f1-3 /proc/loadavg)"
 result mem "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 result kernel "Linux $(uname -r)"
 result pg_version "$PG_VERSION"

@@ -77,6 +77,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let mut writer = spool.writer()?;
 
+    // Lanes and the admin server stop when `run` returns, whatever the
+    // reason (operator shutdown or a fatal error).
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut wakes: Vec<Arc<Notify>> = Vec::new();
     let mut lanes = Vec::new();
     if let Some(meta) = &config.meta {
@@ -87,21 +90,16 @@ pub async fn run(
             spool.clone(),
             metrics.clone(),
             wake.clone(),
-            shutdown.clone(),
+            stop_rx.clone(),
         )?);
         wakes.push(wake);
     }
-    let admin = crate::admin::spawn(
-        config.admin.listen,
-        spool.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|source| RunError::Admin {
-        addr: config.admin.listen,
-        source,
-    })?;
+    let admin = crate::admin::spawn(config.admin.listen, spool.clone(), metrics.clone(), stop_rx)
+        .await
+        .map_err(|source| RunError::Admin {
+            addr: config.admin.listen,
+            source,
+        })?;
 
     let mut applier = Some(Applier::new(writer, metrics.clone(), wakes));
     let mut backoff = Duration::from_millis(250);
@@ -133,10 +131,11 @@ pub async fn run(
             (_, Err(e)) => break Err(e),
         }
     };
+    let _ = stop_tx.send(true);
     for lane in lanes {
         let _ = lane.await;
     }
-    admin.abort();
+    let _ = admin.await;
     result
 }
 

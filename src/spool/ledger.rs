@@ -10,6 +10,18 @@ use serde::Serialize;
 use super::{now_ms, Result, Spool, SpoolError};
 use crate::derive::BusinessEvent;
 
+/// Due pending events of one destination, in spool order. `INDEXED BY`
+/// pins the partial index: without statistics SQLite would walk the primary
+/// key, i.e. every delivery ever made.
+pub(super) const PENDING_SQL: &str =
+    "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload
+                 FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.not_before_ms <= ?2
+                 ORDER BY d.seq LIMIT ?3";
+
+/// The earliest retry time among pending events of one destination.
+pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_due WHERE destination = ?1 AND state = 'pending'";
+
 /// Where one event stands for one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -98,12 +110,7 @@ impl Ledger {
     ) -> Result<Vec<PendingEvent>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload
-                 FROM deliveries d JOIN events e ON e.seq = d.seq
-                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.not_before_ms <= ?2
-                 ORDER BY d.seq LIMIT ?3",
-            )
+            .prepare_cached(PENDING_SQL)
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![destination, now_ms, limit as i64], |r| {
@@ -137,11 +144,7 @@ impl Ledger {
     /// The earliest `not_before` among pending events, if any are waiting.
     pub fn next_due_ms(&self, destination: &str) -> Result<Option<i64>> {
         self.conn
-            .query_row(
-                "SELECT MIN(not_before_ms) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
-                [destination],
-                |r| r.get(0),
-            )
+            .query_row(NEXT_DUE_SQL, [destination], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 

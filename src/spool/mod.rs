@@ -121,7 +121,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (destination, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (destination, state, seq);
+-- Lanes read only pending rows: partial indexes keep those reads
+-- proportional to the backlog, not to everything ever delivered.
+DROP INDEX IF EXISTS deliveries_by_state;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_pending_due ON deliveries (destination, not_before_ms) WHERE state = 'pending';
 -- As-of lookup state: customers' hashed identity, as of the checkpoint.
 CREATE TABLE IF NOT EXISTS lookup_customers (
     id       TEXT PRIMARY KEY,
@@ -244,4 +248,36 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lanes' reads must use the partial indexes: a full scan of every
+    /// delivery ever made would slow delivery as the spool grows.
+    #[test]
+    fn pending_reads_use_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let conn = spool.connect().unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            rows.join(" | ")
+        };
+        let pending = plan(
+            &ledger::PENDING_SQL
+                .replace("?1", "'meta'")
+                .replace("?2", "0")
+                .replace("?3", "10"),
+        );
+        assert!(pending.contains("deliveries_pending"), "{pending}");
+        let due = plan(&ledger::NEXT_DUE_SQL.replace("?1", "'meta'"));
+        assert!(due.contains("deliveries_pending"), "{due}");
+    }
 }

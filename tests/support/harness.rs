@@ -15,7 +15,7 @@ use figment::Figment;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::pg::{cluster, TestDb};
+use super::pg::{cluster, Cluster, TestDb};
 
 /// The reference schema, as shipped.
 pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
@@ -53,11 +53,16 @@ impl Running {
 impl Pipeline {
     /// A fresh database with the schema and a sandbox.
     pub async fn new(prefix: &str) -> Pipeline {
+        Self::new_on(cluster(), prefix).await
+    }
+
+    /// Like [`Pipeline::new`], on a cluster of the test's own.
+    pub async fn new_on(cluster: &Cluster, prefix: &str) -> Pipeline {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let db = cluster().create_database(prefix).await;
+        let db = cluster.create_database(prefix).await;
         db.execute_batch(SCHEMA).await;
         let sandbox = Sandbox::new(SandboxConfig {
             meta_pixel_id: PIXEL.into(),
@@ -142,10 +147,45 @@ requests_per_second = 200
 
     /// Starts `run` in this process.
     pub fn start(&self) -> Running {
+        self.start_with(Default::default())
+    }
+
+    /// Starts `run` in this process with `opts`.
+    pub fn start_with(&self, opts: capi_cdc::run::RunOptions) -> Running {
         let (stop, rx) = watch::channel(false);
         let config = self.config();
-        let join = tokio::spawn(capi_cdc::run::run(config, Default::default(), rx));
+        let join = tokio::spawn(capi_cdc::run::run(config, opts, rx));
         Running { stop, join }
+    }
+
+    /// Runs `run` until it returns by itself (an error) or `within` passes.
+    pub async fn run_expecting_error(
+        &self,
+        opts: capi_cdc::run::RunOptions,
+        within: Duration,
+    ) -> capi_cdc::run::RunError {
+        let (_stop, rx) = watch::channel(false);
+        match tokio::time::timeout(within, capi_cdc::run::run(self.config(), opts, rx)).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => panic!("run stopped without an error"),
+            Err(_) => panic!("run kept running for {within:?}; expected it to refuse"),
+        }
+    }
+
+    /// Runs the binary to completion with `args`; returns (exit code, stdout, stderr).
+    pub fn binary(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_capi-cdc"))
+            .arg("--config")
+            .arg(self.config_file())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run capi-cdc");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Starts the real binary with `args` (after `--config FILE`).
@@ -213,7 +253,7 @@ requests_per_second = 200
     pub async fn wal_lsn(&self) -> Lsn {
         let client = self.db.client().await;
         let row = client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
             .unwrap();
         row.get::<_, String>(0).parse().unwrap()
