@@ -49,6 +49,8 @@ enum Next {
     More,
     /// Nothing due, or told to wait: sleep until woken or due.
     Wait,
+    /// The destination needs an operator: sleep [`PAUSE`], ignoring wake-ups.
+    Pause,
 }
 
 struct Lane<D> {
@@ -57,6 +59,7 @@ struct Lane<D> {
     limiter: DefaultDirectRateLimiter,
     metrics: Arc<Metrics>,
     counters: fn(&Metrics) -> &LaneMetrics,
+    pause: Duration,
 }
 
 /// Delivers until `shutdown` turns true.
@@ -76,6 +79,7 @@ pub async fn run<D: Destination>(
         ledger: Arc::new(Mutex::new(ledger)),
         metrics,
         counters,
+        pause: PAUSE,
     };
     let name = lane.dest.name();
     loop {
@@ -90,8 +94,16 @@ pub async fn run<D: Destination>(
                 continue;
             }
         };
-        if let Next::More = next {
-            continue;
+        match next {
+            Next::More => continue,
+            Next::Pause => {
+                tokio::select! {
+                    _ = tokio::time::sleep(lane.pause) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            Next::Wait => {}
         }
         let sleep = match with_ledger(&lane.ledger, move |l| l.next_due_ms(name)).await {
             Ok(Some(due)) => {
@@ -189,9 +201,12 @@ impl<D: Destination> Lane<D> {
                     return Ok(Next::Wait);
                 }
                 Attempt::Paused { reason } => {
-                    tracing::error!(destination = self.dest.name(), reason = %reason, pause_s = PAUSE.as_secs(), "destination paused until the operator fixes it; events are kept");
-                    self.retry_all(group, stack, PAUSE, &reason, false).await?;
-                    return Ok(Next::Wait);
+                    tracing::error!(destination = self.dest.name(), reason = %reason, pause_s = self.pause.as_secs(), "destination paused until the operator fixes it; events are kept");
+                    // No attempt counted and no `not_before` stored: after
+                    // the operator fixes it and restarts, they go at once.
+                    self.retry_all(group, stack, Duration::ZERO, &reason, false)
+                        .await?;
+                    return Ok(Next::Pause);
                 }
             }
         }
@@ -271,11 +286,184 @@ impl<D: Destination> Lane<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::derive::{EventKind, MetaUserHashes};
+    use crate::lsn::Lsn;
+    use crate::spool::Spool;
 
     #[test]
     fn backoff_doubles_and_caps() {
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(3), Duration::from_secs(8));
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    /// Rejects any batch holding the poison event, else answers `answer`.
+    struct Fake {
+        poison: &'static str,
+        answer: Attempt,
+        batches: Mutex<Vec<usize>>,
+        max_attempts: u32,
+    }
+
+    impl Destination for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn max_batch(&self) -> usize {
+            100
+        }
+        fn max_attempts(&self) -> u32 {
+            self.max_attempts
+        }
+        fn requests_per_second(&self) -> NonZeroU32 {
+            NonZeroU32::new(1000).unwrap()
+        }
+        fn skip_reason(&self, event: &BusinessEvent, _now_s: i64) -> Option<String> {
+            (event.event_id == "purchase-stale").then(|| "too old".to_owned())
+        }
+        async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
+            self.batches.lock().unwrap().push(events.len());
+            if events.iter().any(|e| e.event_id == self.poison) {
+                Attempt::Rejected {
+                    reason: "meta error 100/2804016: not hashed".into(),
+                }
+            } else {
+                self.answer.clone()
+            }
+        }
+    }
+
+    fn event(id: &str) -> BusinessEvent {
+        BusinessEvent {
+            event_id: id.into(),
+            kind: EventKind::Purchase,
+            event_time_s: 1,
+            commit_lsn: Lsn(1),
+            value: Some("1.00".into()),
+            currency: Some("USD".into()),
+            order_id: None,
+            meta_user: MetaUserHashes::default(),
+        }
+    }
+
+    fn make_lane(
+        answer: Attempt,
+        max_attempts: u32,
+        ids: &[&str],
+    ) -> (Lane<Fake>, tempfile::TempDir, Spool) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let mut writer = spool.writer().unwrap();
+        writer.set_destinations(vec!["fake"]);
+        for id in ids {
+            writer.insert_event(&event(id)).unwrap();
+        }
+        writer.commit(Lsn(10)).unwrap();
+        let lane = Lane {
+            dest: Fake {
+                poison: "purchase-5",
+                answer,
+                batches: Mutex::new(Vec::new()),
+                max_attempts,
+            },
+            ledger: Arc::new(Mutex::new(spool.ledger().unwrap())),
+            limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::new(1000).unwrap())),
+            metrics: Arc::new(Metrics::default()),
+            counters: |m: &Metrics| &m.meta,
+            pause: Duration::from_millis(1),
+        };
+        (lane, dir, spool)
+    }
+
+    async fn drain(lane: &Lane<Fake>) -> Next {
+        loop {
+            match lane.drain_once().await.unwrap() {
+                Next::More => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_batch_is_bisected_to_the_bad_event() {
+        let ids: Vec<String> = (1..=8).map(|i| format!("purchase-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (lane, _dir, spool) = make_lane(Attempt::Delivered, 5, &ids);
+        assert!(matches!(drain(&lane).await, Next::Wait));
+        let counts = spool.ledger().unwrap().counts("fake").unwrap();
+        assert_eq!((counts.delivered, counts.dead, counts.pending), (7, 1, 0));
+        let dead = spool.ledger().unwrap().outcomes("fake", 10).unwrap();
+        assert_eq!(dead[0].event_id, "purchase-5");
+        assert!(dead[0].reason.as_deref().unwrap().contains("2804016"));
+        // 8 → 4 ok + 4 rejected → 2 rejected + 2 ok → 1 dead + 1 ok.
+        assert_eq!(
+            *lane.dest.batches.lock().unwrap(),
+            vec![8, 4, 4, 2, 1, 1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_events_are_skipped_before_batching() {
+        let (lane, _dir, spool) = make_lane(
+            Attempt::Delivered,
+            5,
+            &["purchase-1", "purchase-stale", "purchase-2"],
+        );
+        drain(&lane).await;
+        let counts = spool.ledger().unwrap().counts("fake").unwrap();
+        assert_eq!((counts.delivered, counts.skipped), (2, 1));
+        assert_eq!(*lane.dest.batches.lock().unwrap(), vec![2]);
+        let skipped = spool.ledger().unwrap().outcomes("fake", 10).unwrap();
+        assert_eq!(skipped[0].state, "skipped");
+        assert_eq!(skipped[0].reason.as_deref(), Some("too old"));
+    }
+
+    #[tokio::test]
+    async fn an_auth_failure_pauses_without_dead_lettering() {
+        let paused = Attempt::Paused {
+            reason: "meta error 190: token expired".into(),
+        };
+        let (lane, _dir, spool) = make_lane(paused, 5, &["purchase-1", "purchase-2"]);
+        assert!(matches!(drain(&lane).await, Next::Pause));
+        let counts = spool.ledger().unwrap().counts("fake").unwrap();
+        assert_eq!((counts.pending, counts.dead), (2, 0));
+        // No attempt counted and still due now: a fixed token sends at once.
+        let due = spool
+            .ledger()
+            .unwrap()
+            .pending("fake", Ledger::now_ms(), 10)
+            .unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(due.iter().all(|p| p.attempts == 0));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_back_off_then_dead_letter_at_the_cap() {
+        let flaky = Attempt::Transient {
+            reason: "HTTP 503".into(),
+        };
+        let (lane, _dir, spool) = make_lane(flaky.clone(), 3, &["purchase-1"]);
+        assert!(matches!(drain(&lane).await, Next::Wait));
+        let ledger = spool.ledger().unwrap();
+        assert_eq!(ledger.counts("fake").unwrap().pending, 1);
+        assert!(
+            ledger
+                .pending("fake", Ledger::now_ms(), 10)
+                .unwrap()
+                .is_empty(),
+            "not backed off"
+        );
+        let later = Ledger::now_ms() + 60_000;
+        assert_eq!(ledger.pending("fake", later, 10).unwrap()[0].attempts, 1);
+
+        let (lane2, _dir2, spool2) = make_lane(flaky, 1, &["purchase-1"]);
+        drain(&lane2).await;
+        let out = spool2.ledger().unwrap().outcomes("fake", 10).unwrap();
+        assert_eq!(out[0].state, "dead");
+        assert!(out[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 1 attempts; last error: HTTP 503"));
     }
 }
