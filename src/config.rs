@@ -97,13 +97,34 @@ struct RawMeta {
     enabled: Option<bool>,
     base_url: Option<String>,
     api_version: Option<String>,
+    #[serde(default, deserialize_with = "string_like")]
     pixel_id: Option<String>,
+    #[serde(default, deserialize_with = "string_like")]
     access_token: Option<String>,
+    #[serde(default, deserialize_with = "string_like")]
     test_event_code: Option<String>,
     requests_per_second: Option<u32>,
     max_batch_events: Option<usize>,
     timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
+}
+
+/// Accepts a string or a bare number as a string: figment reads
+/// `CAPI_CDC_DESTINATIONS__META__PIXEL_ID=1234567890` as an integer, and an
+/// ID is text however it looks.
+fn string_like<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        U(u64),
+        I(i64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::U(n) => n.to_string(),
+        Text::I(n) => n.to_string(),
+    }))
 }
 
 // ---------------------------------------------------------------- typed form
@@ -488,7 +509,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CAPI_CDC_SOURCE__URL", "postgresql://h/envdb");
             jail.set_env("CAPI_CDC_SPOOL__PATH", "/var/lib/capi/spool.db");
+            // Numeric-looking IDs from the environment stay text.
+            jail.set_env("CAPI_CDC_DESTINATIONS__META__PIXEL_ID", "1234567890");
+            jail.set_env("CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN", "987654");
             let c = Config::load(Path::new("does-not-exist.toml")).unwrap();
+            let meta = c.meta.as_ref().unwrap();
+            assert_eq!(meta.pixel_id, "1234567890");
+            assert_eq!(meta.access_token.expose(), "987654");
             assert_eq!(c.source.pg.get_dbname(), Some("envdb"));
             assert_eq!(c.spool.file, PathBuf::from("/var/lib/capi/spool.db"));
             Ok(())

@@ -1,0 +1,187 @@
+//! No Docker engine runs here, so `Dockerfile` and `docker-compose.yml` are
+//! kept honest by reading them: the files they name exist, the environment
+//! they set is a valid configuration, the ports and names line up, and the
+//! commands they run exist.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(root().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Top-level services of the compose file, each with its indented block.
+fn services(compose: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut in_services = false;
+    let mut current: Option<String> = None;
+    for line in compose.lines() {
+        if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#') {
+            in_services = line.trim_end() == "services:";
+            current = None;
+            continue;
+        }
+        if !in_services {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !name.starts_with(' ') {
+                current = Some(name.to_owned());
+                out.insert(name.to_owned(), String::new());
+                continue;
+            }
+        }
+        if let Some(name) = &current {
+            let block = out.get_mut(name).unwrap();
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    out
+}
+
+/// `KEY: value` pairs of a service's `environment:` map.
+fn environment(block: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut inside = false;
+    for line in block.lines() {
+        let trimmed = line.trim();
+        if trimmed == "environment:" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.starts_with("      ") {
+                inside = false;
+                continue;
+            }
+            let (k, v) = trimmed.split_once(':').unwrap();
+            env.insert(k.trim().to_owned(), v.trim().trim_matches('"').to_owned());
+        }
+    }
+    env
+}
+
+#[test]
+fn compose_services_files_and_configuration_line_up() {
+    let compose = read("docker-compose.yml");
+    let services = services(&compose);
+    assert_eq!(
+        services.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["capi-cdc", "postgres", "sandbox"]
+    );
+
+    // Every host file mounted into a container exists.
+    for line in compose.lines() {
+        if let Some(mount) = line.trim().strip_prefix("- ./") {
+            let host = mount.split(':').next().unwrap();
+            assert!(
+                root().join(host).exists(),
+                "compose mounts ./{host}, which does not exist"
+            );
+        }
+    }
+
+    // PostgreSQL is started with logical decoding.
+    assert!(services["postgres"].contains("wal_level=logical"));
+    assert!(services["postgres"].contains("sql/schema.sql"));
+
+    // The connector's environment plus its mounted config file is a valid
+    // configuration (unknown keys are rejected by the loader).
+    let env = environment(&services["capi-cdc"]);
+    let config_file = root().join("config/docker.toml");
+    assert!(services["capi-cdc"].contains("./config/docker.toml:/etc/capi-cdc/capi-cdc.toml"));
+    assert_eq!(env["CAPI_CDC_CONFIG"], "/etc/capi-cdc/capi-cdc.toml");
+    let checked = env.clone();
+    figment::Jail::expect_with(move |jail| {
+        for (k, v) in &checked {
+            if k != "CAPI_CDC_CONFIG" {
+                jail.set_env(k, v);
+            }
+        }
+        let config = capi_cdc::config::Config::load(&config_file).map_err(|e| e.to_string())?;
+        let meta = config
+            .meta
+            .as_ref()
+            .ok_or("compose enables no Meta destination")?;
+        assert_eq!(meta.base_url.as_str(), "http://sandbox:9188/");
+        assert_eq!(config.admin.listen.port(), 9187);
+        assert_eq!(config.source.pg.get_dbname(), Some("shop"));
+        Ok(())
+    });
+
+    // The sandbox accepts what the connector sends.
+    let sandbox = &services["sandbox"];
+    assert!(sandbox.contains("\"--listen\", \"0.0.0.0:9188\""));
+    assert!(sandbox.contains(&format!(
+        "\"--meta-pixel-id\", \"{}\"",
+        env["CAPI_CDC_DESTINATIONS__META__PIXEL_ID"]
+    )));
+    assert_eq!(
+        environment(sandbox)["CAPI_CDC_SANDBOX_META_TOKEN"],
+        env["CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN"]
+    );
+    // The database the connector reads is the one compose creates.
+    let pg_env = environment(&services["postgres"]);
+    let url = &env["CAPI_CDC_SOURCE__URL"];
+    assert!(url.contains(&format!(
+        "{}:{}@postgres:5432/{}",
+        pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"]
+    )));
+}
+
+#[test]
+fn dockerfile_copies_existing_files_and_exposes_the_admin_port() {
+    let dockerfile = read("Dockerfile");
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(
+                root().join(source).exists(),
+                "Dockerfile copies {source}, which does not exist"
+            );
+        }
+    }
+    assert!(dockerfile.contains("--bin capi-cdc"));
+    assert!(dockerfile.contains("EXPOSE 9187"));
+    assert!(dockerfile.contains("CAPI_CDC_ADMIN__LISTEN=0.0.0.0:9187"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/capi-cdc\"]"));
+    assert!(
+        root().join("Cargo.lock").exists(),
+        "--locked needs Cargo.lock"
+    );
+}
+
+#[test]
+fn the_commands_and_flags_the_files_use_exist() {
+    let bin = env!("CARGO_BIN_EXE_capi-cdc");
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sandbox = help(&["sandbox"]);
+    for flag in ["--listen", "--meta-pixel-id", "CAPI_CDC_SANDBOX_META_TOKEN"] {
+        assert!(sandbox.contains(flag), "sandbox --help lacks {flag}");
+    }
+    let top = help(&[]);
+    for command in ["run", "setup", "check", "tail", "sandbox"] {
+        assert!(top.contains(command), "capi-cdc --help lacks {command}");
+    }
+    assert!(top.contains("CAPI_CDC_CONFIG"));
+    // The example config in the image is a valid configuration once the
+    // URL and token it leaves as placeholders are real.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/capi-cdc.example.toml");
+    capi_cdc::config::Config::load(&example).expect("config/capi-cdc.example.toml is valid");
+}
