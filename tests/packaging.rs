@@ -67,6 +67,7 @@ fn environment(block: &str) -> BTreeMap<String, String> {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
 fn compose_services_files_and_configuration_line_up() {
     let compose = read("docker-compose.yml");
     let services = services(&compose);
