@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub dir: tempfile::TempDir,
     pub slot: String,
     pub publication: String,
+    /// The token the connector sends (the sandbox accepts [`TOKEN`]).
+    pub token: String,
     _sandbox_stop: watch::Sender<bool>,
 }
 
@@ -88,6 +90,7 @@ impl Pipeline {
             dir: tempfile::tempdir().unwrap(),
             slot,
             publication,
+            token: TOKEN.into(),
             _sandbox_stop: tx,
         }
     }
@@ -116,7 +119,7 @@ listen = "127.0.0.1:0"
 base_url = "{sandbox}"
 api_version = "v25.0"
 pixel_id = "{PIXEL}"
-access_token = "{TOKEN}"
+access_token = "{token}"
 timeout_ms = 3000
 requests_per_second = 200
 "#,
@@ -125,6 +128,7 @@ requests_per_second = 200
             publication = self.publication,
             spool = self.spool_file().display(),
             sandbox = self.sandbox_url,
+            token = self.token,
         )
     }
 
