@@ -388,3 +388,313 @@ fn is_json_number(text: &str) -> bool {
         && t.bytes().all(|c| c.is_ascii_digit() || c == b'.')
         && t.bytes().next().is_some_and(|c| c.is_ascii_digit())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::decode::{oid, Column, OldRow, ReplicaIdentity};
+
+    #[derive(Default)]
+    struct Mem(RefCell<HashMap<String, CustomerIdentity>>);
+
+    impl Lookup for Mem {
+        fn customer(&self, id: &str) -> Result<Option<CustomerIdentity>, SpoolError> {
+            Ok(self.0.borrow().get(id).cloned())
+        }
+    }
+
+    impl Mem {
+        /// Applies lookup effects the way the spool writer would.
+        fn apply(&self, effects: &[Effect]) {
+            for e in effects {
+                match e {
+                    Effect::PutCustomer { id, identity } => {
+                        self.0.borrow_mut().insert(id.clone(), identity.clone());
+                    }
+                    Effect::DeleteCustomer { id } => {
+                        self.0.borrow_mut().remove(id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn relation(name: &str, columns: &[(&str, u32)]) -> Arc<Relation> {
+        Arc::new(Relation {
+            oid: 1,
+            namespace: "public".into(),
+            name: name.into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns: columns
+                .iter()
+                .map(|(n, t)| Column {
+                    name: (*n).into(),
+                    type_oid: *t,
+                    type_modifier: -1,
+                    is_key: *n == "id",
+                })
+                .collect(),
+        })
+    }
+
+    fn customers() -> Arc<Relation> {
+        relation(
+            "customers",
+            &[
+                ("id", oid::INT8),
+                ("email", oid::TEXT),
+                ("phone", oid::TEXT),
+                ("first_name", oid::TEXT),
+                ("last_name", oid::TEXT),
+                ("country", oid::TEXT),
+            ],
+        )
+    }
+
+    fn orders() -> Arc<Relation> {
+        relation(
+            "orders",
+            &[
+                ("id", oid::INT8),
+                ("customer_id", oid::INT8),
+                ("status", oid::TEXT),
+                ("total", oid::NUMERIC),
+                ("currency", oid::BPCHAR),
+                ("paid_at", oid::TIMESTAMPTZ),
+            ],
+        )
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    const TX: TxContext = TxContext {
+        commit_lsn: Lsn(0x100),
+        commit_time_us: 1_700_000_000_000_000,
+    };
+
+    fn order(status: &str, total: Value, paid_at: Value) -> Message {
+        Message::Insert {
+            relation: orders(),
+            new: Row {
+                values: vec![
+                    Value::Int8(7),
+                    Value::Int8(1),
+                    text(status),
+                    total,
+                    text("usd"),
+                    paid_at,
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn a_paid_order_becomes_one_purchase_with_the_customer_as_of_now() {
+        let d = Deriver::default();
+        let mem = Mem::default();
+        let customer = Message::Insert {
+            relation: customers(),
+            new: Row {
+                values: vec![
+                    Value::Int8(1),
+                    text("John_Smith@gmail.com"),
+                    text("(650)555-1212"),
+                    text("John"),
+                    text("Smith"),
+                    text("US"),
+                ],
+            },
+        };
+        let effects = d.derive(&TX, &customer, &mem).unwrap();
+        mem.apply(&effects);
+        let paid_at = 1_699_999_000_000_000;
+        let effects = d
+            .derive(
+                &TX,
+                &order(
+                    "paid",
+                    Value::Numeric("12.30".into()),
+                    Value::Timestamptz(paid_at),
+                ),
+                &mem,
+            )
+            .unwrap();
+        let [Effect::Event(ev)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(ev.event_id, "purchase-7");
+        assert_eq!(ev.value.as_deref(), Some("12.30"));
+        assert_eq!(ev.currency.as_deref(), Some("USD"));
+        assert_eq!(ev.event_time_s, 1_699_999_000);
+        assert_eq!(ev.commit_lsn, Lsn(0x100));
+        assert_eq!(
+            ev.meta_user.em.as_ref().unwrap().as_str(),
+            "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+        );
+        // Without paid_at, the commit time is the business time.
+        let effects = d
+            .derive(
+                &TX,
+                &order("paid", Value::Numeric("1".into()), Value::Null),
+                &mem,
+            )
+            .unwrap();
+        let [Effect::Event(ev)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(ev.event_time_s, 1_700_000_000);
+    }
+
+    #[test]
+    fn unpaid_orders_and_other_tables_derive_nothing() {
+        let d = Deriver::default();
+        let mem = Mem::default();
+        assert!(d
+            .derive(
+                &TX,
+                &order("pending", Value::Numeric("1".into()), Value::Null),
+                &mem
+            )
+            .unwrap()
+            .is_empty());
+        let other = Message::Insert {
+            relation: relation("carts", &[("id", oid::INT8), ("status", oid::TEXT)]),
+            new: Row {
+                values: vec![Value::Int8(1), text("paid")],
+            },
+        };
+        assert!(d.derive(&TX, &other, &mem).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_paid_order_without_a_value_is_a_failure_naming_the_column_not_the_data() {
+        let d = Deriver::default();
+        let effects = d
+            .derive(
+                &TX,
+                &order("paid", Value::Null, Value::Null),
+                &Mem::default(),
+            )
+            .unwrap();
+        let [Effect::Failure { relation, reason }] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(relation, "public.orders");
+        assert!(reason.contains("public.orders.total"), "{reason}");
+        let effects = d
+            .derive(
+                &TX,
+                &order("paid", Value::Numeric("NaN".into()), Value::Null),
+                &Mem::default(),
+            )
+            .unwrap();
+        assert!(matches!(effects.as_slice(), [Effect::Failure { .. }]));
+    }
+
+    #[test]
+    fn unchanged_toast_keeps_the_stored_hash_and_never_invents_one() {
+        let d = Deriver::default();
+        let mem = Mem::default();
+        let insert = Message::Insert {
+            relation: customers(),
+            new: Row {
+                values: vec![
+                    Value::Int8(1),
+                    text("a@example.com"),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    text("US"),
+                ],
+            },
+        };
+        mem.apply(&d.derive(&TX, &insert, &mem).unwrap());
+        let before = mem.customer("1").unwrap().unwrap();
+        let update = Message::Update {
+            relation: customers(),
+            old: None,
+            new: Row {
+                values: vec![
+                    Value::Int8(1),
+                    Value::UnchangedToast,
+                    text("+1 650 555 1212"),
+                    Value::UnchangedToast,
+                    Value::Null,
+                    text("US"),
+                ],
+            },
+        };
+        mem.apply(&d.derive(&TX, &update, &mem).unwrap());
+        let after = mem.customer("1").unwrap().unwrap();
+        assert_eq!(
+            after.meta.em, before.meta.em,
+            "unchanged email must keep its hash"
+        );
+        assert!(after.meta.ph.is_some());
+        assert!(
+            after.meta.fn_.is_none(),
+            "nothing invented for an unchanged, never-seen column"
+        );
+        let delete = Message::Delete {
+            relation: customers(),
+            old: OldRow::Key(Row {
+                values: vec![
+                    Value::Int8(1),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ],
+            }),
+        };
+        mem.apply(&d.derive(&TX, &delete, &mem).unwrap());
+        assert!(mem.customer("1").unwrap().is_none());
+    }
+
+    #[test]
+    fn snapshot_rows_hash_like_streamed_rows() {
+        let d = Deriver::default();
+        let fields = [
+            Some("5".to_owned()),
+            Some("Mary@Example.com".to_owned()),
+            Some("07700 900123".to_owned()),
+            Some("Mary".to_owned()),
+            None,
+            Some("GB".to_owned()),
+        ];
+        let Some(Effect::PutCustomer { id, identity: snap }) = d.customer_from_snapshot(&fields)
+        else {
+            panic!("no customer")
+        };
+        let streamed = Message::Insert {
+            relation: customers(),
+            new: Row {
+                values: vec![
+                    Value::Int8(5),
+                    text("Mary@Example.com"),
+                    text("07700 900123"),
+                    text("Mary"),
+                    Value::Null,
+                    text("GB"),
+                ],
+            },
+        };
+        let effects = d.derive(&TX, &streamed, &Mem::default()).unwrap();
+        assert_eq!(id, "5");
+        assert_eq!(
+            effects,
+            vec![Effect::PutCustomer {
+                id: "5".into(),
+                identity: snap
+            }]
+        );
+    }
+}
