@@ -157,31 +157,17 @@ impl Ledger {
         reason: Option<&str>,
         attempted: bool,
     ) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
-                     WHERE destination = ?1 AND seq = ?2",
-                )
-                .map_err(|e| self.spool.err(e))?;
-            let now = now_ms();
-            for seq in seqs {
-                stmt.execute(params![
-                    destination,
-                    seq,
-                    state.as_str(),
-                    reason,
-                    i64::from(attempted),
-                    now
-                ])
-                .map_err(|e| self.spool.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.spool.err(e))
+        self.update_each(
+            "UPDATE deliveries SET state = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
+             WHERE destination = ?1 AND seq = ?2",
+            destination,
+            seqs,
+            (state.as_str(), reason, attempted),
+        )
     }
 
-    /// Keeps `seqs` pending, counts an attempt and waits until `not_before_ms`.
+    /// Keeps `seqs` pending until `not_before_ms`, counting an attempt when
+    /// `count_attempt`.
     pub fn retry_later(
         &mut self,
         destination: &str,
@@ -190,22 +176,35 @@ impl Ledger {
         reason: &str,
         count_attempt: bool,
     ) -> Result<()> {
+        self.update_each(
+            "UPDATE deliveries SET not_before_ms = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
+             WHERE destination = ?1 AND seq = ?2 AND state = 'pending'",
+            destination,
+            seqs,
+            (not_before_ms, Some(reason), count_attempt),
+        )
+    }
+
+    /// Runs `sql` once per seq in one transaction. Parameters: ?1 destination,
+    /// ?2 seq, ?3 the new value, ?4 reason, ?5 attempts to add, ?6 now.
+    fn update_each(
+        &mut self,
+        sql: &str,
+        destination: &str,
+        seqs: &[i64],
+        (value, reason, attempted): (impl rusqlite::ToSql, Option<&str>, bool),
+    ) -> Result<()> {
         let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
         {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET not_before_ms = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
-                     WHERE destination = ?1 AND seq = ?2 AND state = 'pending'",
-                )
-                .map_err(|e| self.spool.err(e))?;
+            let mut stmt = tx.prepare_cached(sql).map_err(|e| self.spool.err(e))?;
             let now = now_ms();
             for seq in seqs {
                 stmt.execute(params![
                     destination,
                     seq,
-                    not_before_ms,
+                    value,
                     reason,
-                    i64::from(count_attempt),
+                    i64::from(attempted),
                     now
                 ])
                 .map_err(|e| self.spool.err(e))?;
