@@ -496,6 +496,26 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
     let server = server_facts(&client, &target).await?;
     let plan = plan(&client, config, &target).await?;
     let mut out = SetupOutcome::default();
+    // The same server checks as `check`, as advice for the DBA.
+    let mut advice = Report::default();
+    server_findings(&server, &mut advice);
+    for finding in advice.findings.iter().filter(|f| f.level != Level::Ok) {
+        let prefix = if print_sql { "-- " } else { "" };
+        out.lines.push(
+            format!(
+                "{prefix}{:?}: {} (remedy: {})",
+                finding.level, finding.what, finding.remedy
+            )
+            .replace("Warn:", "WARNING:")
+            .replace("Fail:", "PROBLEM:"),
+        );
+    }
+    if plan.create_slot && server.used_slots >= server.max_slots && !print_sql {
+        return Err(SourceError::NotReady(format!(
+            "no free replication slot on {target}: {} of max_replication_slots = {} are in use. Remedy: drop an unused slot or raise max_replication_slots (restart needed)",
+            server.used_slots, server.max_slots
+        )));
+    }
     if print_sql {
         out.lines.push(
             "-- capi-cdc setup: statements for review (run as the table owner or a superuser)"
