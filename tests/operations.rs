@@ -67,7 +67,10 @@ async fn setup_prints_sql_for_review_then_is_idempotent() {
     assert!(first.contains("ran: CREATE PUBLICATION"), "{first}");
     assert!(first.contains("created replication slot"), "{first}");
     // The test cluster keeps WAL without limit: setup advises a cap.
-    assert!(first.contains("WARNING: max_slot_wal_keep_size = -1"), "{first}");
+    assert!(
+        first.contains("WARNING: max_slot_wal_keep_size = -1"),
+        "{first}"
+    );
     let second = p.setup().await.join("\n");
     assert!(
         second.contains("is up to date") && second.contains("exists"),
