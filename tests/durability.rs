@@ -89,6 +89,33 @@ async fn sigkill_while_streaming_loses_nothing_and_resends_same_ids() {
         })
     };
 
+    // Throughout, the slot never confirms more than the spool holds: read
+    // the slot first, then the spool (whose checkpoint only grows).
+    let sampler = {
+        let client = p.db.client().await;
+        let slot = p.slot.clone();
+        let spool = capi_cdc::spool::Spool::open(&p.spool_file()).unwrap();
+        let writer_done = writer.abort_handle();
+        tokio::spawn(async move {
+            let mut samples = 0u32;
+            while !writer_done.is_finished() {
+                let row = client
+                    .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                    .await
+                    .unwrap();
+                let confirmed: capi_cdc::lsn::Lsn = row.get::<_, String>(0).parse().unwrap();
+                let spooled = spool.checkpoint().unwrap().unwrap();
+                assert!(
+                    confirmed <= spooled,
+                    "slot confirmed {confirmed} but the spool holds only {spooled}"
+                );
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            samples
+        })
+    };
+
     let mut rng = Rng::new();
     let logs: Vec<_> = (0..4)
         .map(|i| p.dir.path().join(format!("run-{i}.log")))
@@ -98,6 +125,8 @@ async fn sigkill_while_streaming_loses_nothing_and_resends_same_ids() {
         tokio::time::sleep(Duration::from_millis(300 + rng.below(1200))).await;
         kill(&mut child);
     }
+    let samples = sampler.await.unwrap();
+    assert!(samples > 10, "only {samples} slot/spool samples");
     writer.await.unwrap();
     let last_commit = p.wal_lsn().await;
     let mut child = p.spawn_binary(&["run"], &logs[3]);
