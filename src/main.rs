@@ -157,7 +157,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match capi_cdc::source::preflight::setup(&config, print_sql).await {
+            match capi_cdc::source::setup::setup(&config, print_sql).await {
                 Ok(outcome) => {
                     for line in outcome.lines {
                         println!("{line}");

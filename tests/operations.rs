@@ -26,7 +26,7 @@ async fn count(p: &Pipeline, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_prints_sql_for_review_then_is_idempotent() {
     let p = Pipeline::new("setup").await;
-    let printed = preflight::setup(&p.config(), true)
+    let printed = capi_cdc::source::setup::setup(&p.config(), true)
         .await
         .unwrap()
         .lines
@@ -105,7 +105,7 @@ async fn setup_prints_sql_for_review_then_is_idempotent() {
         third.contains("ALTER PUBLICATION") && third.contains("ADD TABLE public.orders"),
         "{third}"
     );
-    let again = preflight::setup(&p.config(), true)
+    let again = capi_cdc::source::setup::setup(&p.config(), true)
         .await
         .unwrap()
         .lines
@@ -156,7 +156,7 @@ async fn check_and_setup_fail_clearly_on_wal_level_replica() {
     let (code, stdout, _) = p.binary(&["check"]);
     assert_ne!(code, 0);
     assert!(stdout.contains("wal_level = replica"), "{stdout}");
-    let err = preflight::setup(&p.config(), false)
+    let err = capi_cdc::source::setup::setup(&p.config(), false)
         .await
         .unwrap_err()
         .to_string();

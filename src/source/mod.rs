@@ -12,6 +12,7 @@
 //!   position ever reported is the spool checkpoint.
 
 pub mod preflight;
+pub mod setup;
 pub mod slot;
 
 use std::time::Duration;

@@ -143,7 +143,7 @@ requests_per_second = 200
     }
 
     pub async fn setup(&self) -> Vec<String> {
-        capi_cdc::source::preflight::setup(&self.config(), false)
+        capi_cdc::source::setup::setup(&self.config(), false)
             .await
             .expect("setup")
             .lines
