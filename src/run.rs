@@ -180,9 +180,12 @@ async fn session(
     .await;
     let (version, info) = match prepared {
         Ok(v) => v,
-        Err(SourceError::Connect { .. }) | Err(SourceError::Query { .. }) => {
-            let why = prepared.err().map(|e| e.to_string()).unwrap_or_default();
-            return (applier, Ok(SessionEnd::Retry(why)));
+        // Wrong credentials or database name: retrying cannot help.
+        Err(e @ SourceError::Connect { .. }) if e.is_permanent() => {
+            return (applier, Err(e.into()))
+        }
+        Err(e @ (SourceError::Connect { .. } | SourceError::Query { .. })) => {
+            return (applier, Ok(SessionEnd::Retry(e.to_string())));
         }
         Err(e) => return (applier, Err(e.into())),
     };

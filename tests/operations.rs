@@ -277,3 +277,68 @@ async fn tail_prints_json_lines_from_a_temporary_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_at_once_on_a_missing_database() {
+    let p = Pipeline::new("nodb").await;
+    let mut config = p.config();
+    config.source.pg.dbname("no_such_database");
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        capi_cdc::run::run(config, RunOptions::default(), rx),
+    )
+    .await
+    .expect("run kept retrying a database that does not exist");
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("no_such_database") && err.contains("source.url"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_run_cleanly_with_exit_code_zero() {
+    let p = Pipeline::new("sigterm").await;
+    p.setup().await;
+    let log = p.dir.path().join("run.log");
+    let mut child = p.spawn_binary(&["run"], &log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(
+        &p,
+        &format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND active",
+            p.slot
+        ),
+    )
+    .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "run never streamed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run did not stop within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("shutting down"));
+}

@@ -71,6 +71,29 @@ pub enum SourceError {
     Identity(#[source] serde_json::Error),
 }
 
+impl SourceError {
+    /// True for failures that retrying cannot fix: the server rejected the
+    /// credentials or the database does not exist (decided on SQLSTATE).
+    pub fn is_permanent(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        let code = match self {
+            SourceError::Connect { source, .. } | SourceError::Query { source, .. } => {
+                source.code()
+            }
+            _ => return true,
+        };
+        code.is_some_and(|c| {
+            [
+                SqlState::INVALID_PASSWORD,
+                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+                SqlState::INVALID_CATALOG_NAME,
+                SqlState::INSUFFICIENT_PRIVILEGE,
+            ]
+            .contains(c)
+        })
+    }
+}
+
 /// `host:port/db as user` for messages; never the password.
 pub fn describe_target(pg: &tokio_postgres::Config) -> String {
     let host = match pg.get_hosts().first() {
