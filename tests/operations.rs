@@ -342,3 +342,54 @@ async fn sigterm_stops_run_cleanly_with_exit_code_zero() {
         .unwrap()
         .contains("shutting down"));
 }
+
+/// A slot the server invalidated (`max_slot_wal_keep_size` exceeded) stops
+/// `run` and fails `check`, with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_slot_is_refused_with_the_remedy() {
+    let cluster = start_cluster(&[
+        ("max_slot_wal_keep_size", "1MB"),
+        ("max_wal_size", "32MB"),
+        ("min_wal_size", "32MB"),
+    ]);
+    let p = Pipeline::new_on(&cluster, "lost").await;
+    p.setup().await;
+    // Write and switch past several segments while nothing reads the slot.
+    for _ in 0..4 {
+        p.sql("INSERT INTO customers (email) SELECT 'x' || g || '@example.com' FROM generate_series(1, 20000) g;
+               SELECT pg_switch_wal();")
+            .await;
+    }
+    p.sql("CHECKPOINT").await;
+    let status: Option<String> =
+        p.db.client()
+            .await
+            .query_one(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                &[&p.slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(
+        status.as_deref(),
+        Some("lost"),
+        "the server did not invalidate the slot"
+    );
+
+    let err = p
+        .run_expecting_error(RunOptions::default(), Duration::from_secs(20))
+        .await;
+    assert!(
+        matches!(err, RunError::Start(StartError::Lost { .. })),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("pg_drop_replication_slot") && text.contains("capi-cdc setup"),
+        "{text}"
+    );
+    let report = preflight::check(&p.config()).await;
+    assert!(!report.can_run());
+    assert!(report.to_string().contains("is lost"), "{report}");
+}
