@@ -89,7 +89,9 @@ pub struct Applier {
 impl Lookup for SpoolWriter {
     fn customer(&self, id: &str) -> Result<Option<crate::derive::CustomerIdentity>, SpoolError> {
         match self.customer_json(id)? {
-            Some(json) => Ok(serde_json::from_str(&json).ok()),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|source| self.corrupt(&format!("lookup customer {id}"), source)),
             None => Ok(None),
         }
     }

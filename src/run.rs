@@ -74,6 +74,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let spool = Spool::open(&config.spool.file)?;
+    let _owned = spool.lock_exclusive()?;
     let metrics = Arc::new(Metrics::default());
     let mut writer = spool.writer()?;
 

@@ -342,11 +342,12 @@ fn purchase(
             ))
         }
     };
+    // The business time, but never after the commit: a paid_at in the
+    // future is bad data, and platforms reject events from the future.
     let event_time_us = row
         .get(relation, "paid_at")
         .and_then(Value::as_timestamp_us)
-        .filter(|t| *t != i64::MAX && *t != i64::MIN)
-        .unwrap_or(tx.commit_time_us);
+        .map_or(tx.commit_time_us, |t| t.min(tx.commit_time_us));
     let customer_id = match row.get(relation, "customer_id") {
         Some(Value::Int2(v)) => Some(v.to_string()),
         Some(Value::Int4(v)) => Some(v.to_string()),
@@ -543,6 +544,19 @@ mod tests {
             .derive(
                 &TX,
                 &order("paid", Value::Numeric("1".into()), Value::Null),
+                &mem,
+            )
+            .unwrap();
+        let [Effect::Event(ev)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(ev.event_time_s, 1_700_000_000);
+        // A paid_at after the commit is clamped to the commit time.
+        let future = Value::Timestamptz(1_800_000_000_000_000);
+        let effects = d
+            .derive(
+                &TX,
+                &order("paid", Value::Numeric("1".into()), future),
                 &mem,
             )
             .unwrap();

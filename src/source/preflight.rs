@@ -257,10 +257,12 @@ async fn check_with(
     }
 
     let slot = slot::slot_info(client, target, &src.slot).await?;
-    let spool_checkpoint = Spool::open(&config.spool.file)
-        .and_then(|s| s.checkpoint())
-        .ok()
-        .flatten();
+    // Read-only: a spool that does not exist yet is not created here.
+    let spool_checkpoint = if config.spool.file.exists() {
+        Spool::open(&config.spool.file)?.checkpoint()?
+    } else {
+        None
+    };
     match slot {
         None => report.push(
             Level::Fail,

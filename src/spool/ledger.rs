@@ -128,7 +128,7 @@ impl Ledger {
             let (seq, attempts, spooled_at_ms, event_id, payload) = row.map_err(|e| self.err(e))?;
             let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
                 path: self.spool.path.clone(),
-                event_id,
+                record: format!("event {event_id}"),
                 source,
             })?;
             out.push(PendingEvent {

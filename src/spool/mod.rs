@@ -50,8 +50,8 @@ pub enum SpoolError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The directory could not be created.
-    #[error("spool {path}: cannot create its directory: {source}")]
+    /// The directory or lock file could not be created.
+    #[error("spool {path}: cannot create it: {source}")]
     Io {
         /// The spool file.
         path: PathBuf,
@@ -59,16 +59,22 @@ pub enum SpoolError {
         #[source]
         source: std::io::Error,
     },
-    /// A stored event could not be read back.
-    #[error("spool {path}: stored event {event_id} is unreadable: {source}")]
+    /// A stored record could not be encoded or read back.
+    #[error("spool {path}: {record} is unreadable: {source}. Restore the spool from a backup, or move it aside and start over with `capi-cdc setup` and a backfill")]
     Corrupt {
         /// The spool file.
         path: PathBuf,
-        /// The event.
-        event_id: String,
+        /// Which record, e.g. `event purchase-42`.
+        record: String,
         /// The JSON error.
         #[source]
         source: serde_json::Error,
+    },
+    /// Another process runs on this spool.
+    #[error("spool {path} is in use by another capi-cdc process (one `run` per spool and slot). Stop the other one, or give this instance its own spool.path")]
+    InUse {
+        /// The spool file.
+        path: PathBuf,
     },
     /// The file was written by a newer capi-cdc.
     #[error("spool {path}: schema version {found} is newer than this capi-cdc understands ({SCHEMA_VERSION}); upgrade capi-cdc")]
@@ -184,6 +190,32 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Takes the spool for this process: `run` holds the returned guard for
+    /// its lifetime, so two connectors can never deliver from one ledger.
+    /// The OS releases the lock when the process dies, SIGKILL included.
+    pub fn lock_exclusive(&self) -> Result<SpoolLock> {
+        let lock_path = self.path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| SpoolError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(SpoolLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::InUse {
+                path: self.path.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(SpoolError::Io {
+                path: lock_path,
+                source,
+            }),
+        }
+    }
+
     /// The spool file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -234,6 +266,12 @@ impl Spool {
     }
 }
 
+/// Held by `run` while it owns the spool; dropping it releases the lock.
+#[derive(Debug)]
+pub struct SpoolLock {
+    _file: std::fs::File,
+}
+
 fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Lsn>> {
     conn.query_row("SELECT lsn FROM checkpoint WHERE id = 1", [], |r| {
         r.get::<_, i64>(0)
@@ -253,6 +291,18 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_process_holds_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let held = spool.lock_exclusive().unwrap();
+        let err = spool.lock_exclusive().unwrap_err();
+        assert!(matches!(err, SpoolError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("spool.path"));
+        drop(held);
+        spool.lock_exclusive().unwrap();
+    }
 
     /// The lanes' reads must use the partial indexes: a full scan of every
     /// delivery ever made would slow delivery as the spool grows.

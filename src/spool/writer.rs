@@ -34,6 +34,15 @@ impl SpoolWriter {
         self.spool.err(e)
     }
 
+    /// An unreadable stored record, named for the error message.
+    pub fn corrupt(&self, what: &str, source: serde_json::Error) -> SpoolError {
+        SpoolError::Corrupt {
+            path: self.spool.path.clone(),
+            record: what.to_owned(),
+            source,
+        }
+    }
+
     /// Destinations that get a ledger row for each new event.
     pub fn set_destinations(&mut self, destinations: Vec<&'static str>) {
         self.destinations = destinations;
@@ -65,7 +74,7 @@ impl SpoolWriter {
         self.ensure_open()?;
         let payload = serde_json::to_string(event).map_err(|source| SpoolError::Corrupt {
             path: self.spool.path.clone(),
-            event_id: event.event_id.clone(),
+            record: format!("event {}", event.event_id),
             source,
         })?;
         let now = now_ms();
