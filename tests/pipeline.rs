@@ -119,3 +119,56 @@ async fn paid_orders_reach_meta_exactly_once_with_metas_hashes() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_report_health_metrics_and_status() {
+    let mut p = Pipeline::new("admin").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    p.admin_listen = format!("127.0.0.1:{port}");
+    p.sql("INSERT INTO customers (id, email) VALUES (1, 'adm@example.com')")
+        .await;
+    p.setup().await;
+    let running = p.start();
+    p.sql("INSERT INTO orders (id, customer_id, status, total) VALUES (1, 1, 'paid', 3.00)")
+        .await;
+    p.wait_for_events(1, WAIT).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move { http.get(url).send().await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    assert_eq!(get("/readyz").await.status(), 200);
+    // The ledger is written right after the sandbox answers: allow a moment.
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        let status: serde_json::Value = get("/api/status").await.json().await.unwrap();
+        if status["destinations"]["meta"]["delivered"] == 1 || std::time::Instant::now() > deadline
+        {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["events"], 1, "{status}");
+    assert_eq!(status["destinations"]["meta"]["delivered"], 1, "{status}");
+    assert_eq!(
+        status["checkpoint"].as_str().unwrap(),
+        p.spool_checkpoint().unwrap().to_string()
+    );
+    let metrics = get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("capi_cdc_events_spooled_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("capi_cdc_delivered_total{destination=\"meta\"} 1"),
+        "{metrics}"
+    );
+    running.stop().await;
+}

@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub publication: String,
     /// The token the connector sends (the sandbox accepts [`TOKEN`]).
     pub token: String,
+    /// `admin.listen`; port 0 (any free port) unless a test picks one.
+    pub admin_listen: String,
     _sandbox_stop: watch::Sender<bool>,
 }
 
@@ -91,6 +93,7 @@ impl Pipeline {
             slot,
             publication,
             token: TOKEN.into(),
+            admin_listen: "127.0.0.1:0".into(),
             _sandbox_stop: tx,
         }
     }
@@ -113,7 +116,7 @@ status_interval_ms = 500
 path = "{spool}"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "{admin}"
 
 [destinations.meta]
 base_url = "{sandbox}"
@@ -129,6 +132,7 @@ requests_per_second = 200
             spool = self.spool_file().display(),
             sandbox = self.sandbox_url,
             token = self.token,
+            admin = self.admin_listen,
         )
     }
 
