@@ -18,5 +18,6 @@ pub mod run;
 pub mod sandbox;
 pub mod source;
 pub mod spool;
+pub mod status;
 pub mod tail;
 pub mod telemetry;

@@ -41,6 +41,8 @@ enum Command {
     },
     /// Check the server, slot and configuration; exit non-zero if capi-cdc could not run.
     Check,
+    /// Show the spool checkpoint, delivery counts, and the slot's position and retained WAL.
+    Status,
     /// Print decoded changes as JSON lines from a temporary slot.
     Tail {
         /// Stop after this many row changes.
@@ -181,6 +183,22 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 Exit::CheckFailed.into()
+            }
+        }
+        Command::Status => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match capi_cdc::status::status(&config).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
             }
         }
         Command::Tail { max_changes } => {

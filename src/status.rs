@@ -1,0 +1,95 @@
+//! `capi-cdc status`: where the connector stands, for an operator's shell.
+//!
+//! Reads the spool (checkpoint, events, ledger, derive failures) and the
+//! slot (position, WAL retained, lag); changes nothing and creates nothing.
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::source::{control_client, describe_target, slot, SourceError};
+use crate::spool::Spool;
+
+/// Renders the status report as text.
+pub async fn status(config: &Config) -> Result<String, SourceError> {
+    let mut out = String::new();
+    let file = &config.spool.file;
+    let checkpoint = if file.exists() {
+        let spool = Spool::open(file)?;
+        let ledger = spool.ledger()?;
+        let checkpoint = spool.checkpoint()?;
+        let _ = writeln!(out, "spool {}", file.display());
+        let _ = writeln!(
+            out,
+            "  checkpoint        {}",
+            checkpoint.map_or("none (run `capi-cdc setup`)".into(), |c| c.to_string())
+        );
+        let _ = writeln!(out, "  events            {}", ledger.event_count()?);
+        let _ = writeln!(out, "  derive failures   {}", ledger.derive_failures()?);
+        if config.meta.is_some() {
+            let c = ledger.counts(crate::deliver::meta::DESTINATION)?;
+            let _ = writeln!(
+                out,
+                "  meta              delivered {}, pending {}, dead-lettered {}, skipped {}",
+                c.delivered, c.pending, c.dead, c.skipped
+            );
+        }
+        checkpoint
+    } else {
+        let _ = writeln!(out, "spool {} does not exist yet", file.display());
+        None
+    };
+
+    let src = &config.source;
+    let target = describe_target(&src.pg);
+    let client = control_client(src).await?;
+    let current: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "reading pg_current_wal_lsn()",
+            target: target.clone(),
+            source,
+        })?
+        .get(0);
+    let current: crate::lsn::Lsn = current
+        .parse()
+        .map_err(|e| SourceError::NotReady(format!("server reported an unreadable LSN: {e}")))?;
+    match slot::slot_info(&client, &target, &src.slot).await? {
+        None => {
+            let _ = writeln!(out, "slot {} does not exist on {target}", src.slot);
+        }
+        Some(info) => {
+            let _ = writeln!(out, "slot {} on {target}", info.name);
+            let _ = writeln!(
+                out,
+                "  state             {}, {}",
+                info.wal_status.as_deref().unwrap_or("unknown"),
+                info.active_pid
+                    .map_or("inactive".to_owned(), |p| format!("streaming to PID {p}"))
+            );
+            if let Some(confirmed) = info.confirmed_flush_lsn {
+                let _ = writeln!(
+                    out,
+                    "  confirmed flush   {confirmed} ({} bytes behind the server at {current})",
+                    confirmed.bytes_until(current)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  WAL retained      {} bytes{}",
+                info.retained_bytes.unwrap_or(0),
+                info.safe_wal_size.map_or(String::new(), |s| format!(
+                    " ({s} bytes until max_slot_wal_keep_size)"
+                ))
+            );
+        }
+    }
+    if let Some(cp) = checkpoint {
+        let _ = writeln!(
+            out,
+            "spool lag           {} bytes of WAL",
+            cp.bytes_until(current)
+        );
+    }
+    Ok(out)
+}
