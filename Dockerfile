@@ -20,6 +20,7 @@ ENV CAPI_CDC_CONFIG=/etc/capi-cdc/capi-cdc.toml \
     CAPI_CDC_SPOOL__PATH=/var/lib/capi-cdc/spool/ \
     CAPI_CDC_ADMIN__LISTEN=0.0.0.0:9187
 EXPOSE 9187
-HEALTHCHECK --interval=15s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/9187 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
+# bash (Essential in Debian, unlike curl) can speak HTTP through /dev/tcp.
+HEALTHCHECK --interval=15s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9187 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
 ENTRYPOINT ["/usr/local/bin/capi-cdc"]
 CMD ["run"]
