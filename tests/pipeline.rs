@@ -172,3 +172,33 @@ async fn admin_endpoints_report_health_metrics_and_status() {
     );
     running.stop().await;
 }
+
+/// The lookup snapshot taken by `setup` covers every customer (read through
+/// a cursor in chunks) and is what the first orders join against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_snapshot_covers_every_customer_for_the_first_orders() {
+    let p = Pipeline::new("snapshot").await;
+    p.sql("INSERT INTO customers (id, email, country) SELECT g, 'c' || g || '@example.com', 'US' FROM generate_series(1, 12000) g")
+        .await;
+    let lines = p.setup().await;
+    assert!(
+        lines.iter().any(|l| l.contains("12000 customers")),
+        "{lines:?}"
+    );
+    let running = p.start();
+    p.sql("INSERT INTO orders (id, customer_id, status, total) VALUES (1, 11999, 'paid', 1), (2, 3, 'paid', 1)")
+        .await;
+    p.wait_for_events(2, WAIT).await;
+    let report = p.sandbox.meta_report();
+    for (order, customer) in [("purchase-1", 11999), ("purchase-2", 3)] {
+        let event = &report
+            .received
+            .iter()
+            .find(|e| e.event_id() == Some(order))
+            .unwrap()
+            .event;
+        let want = capi_cdc::derive::identity::sha256_hex(&format!("c{customer}@example.com"));
+        assert_eq!(event["user_data"]["em"], want.as_str(), "{order}");
+    }
+    running.stop().await;
+}

@@ -18,6 +18,9 @@ use crate::derive::{Deriver, Effect};
 use crate::lsn::Lsn;
 use crate::spool::Spool;
 
+/// Customers fetched per round trip while reading the lookup snapshot.
+const SNAPSHOT_CHUNK: usize = 5_000;
+
 /// The statements `setup` runs, for `--print-sql` and for execution.
 #[derive(Debug)]
 pub struct SetupPlan {
@@ -214,46 +217,63 @@ async fn create_slot_with_snapshot(
         .ok_or_else(|| {
             SourceError::NotReady("CREATE_REPLICATION_SLOT returned no consistent point".into())
         })?;
-    let deriver = Deriver::default();
-    let customers = client
-        .simple_query(&deriver.customer_snapshot_sql())
-        .await
-        .map_err(repl_err)?;
-    client.simple_query("COMMIT").await.map_err(repl_err)?;
-    // A gated session that never started replication waits for more gate
-    // commands rather than watching the stop signal: end it by dropping its
-    // task, which closes the connection.
-    client.abort();
-
+    // Decide about the spool before reading the snapshot: an existing
+    // checkpoint means the new slot leaves a gap we must not paper over.
     let mut lines = vec![format!(
         "created replication slot {} (pgoutput) at consistent point {consistent_point}",
         src.slot
     )];
     let spool = Spool::open(&config.spool.file)?;
-    let existing = spool.checkpoint()?;
-    if let Some(cp) = existing {
+    if let Some(cp) = spool.checkpoint()? {
+        client.abort();
         lines.push(format!(
             "WARNING: the spool already has checkpoint {cp}; the new slot starts at {consistent_point}. Changes in between were not captured: `capi-cdc run` will refuse to start until you accept the gap (--accept-gap) and backfill it"
         ));
         return Ok(lines);
     }
+
+    // Read the lookup through a cursor in the slot's snapshot, a chunk at a
+    // time, so memory does not grow with the customers table.
+    let deriver = Deriver::default();
+    client
+        .simple_query(&format!(
+            "DECLARE capi_cdc_snapshot NO SCROLL CURSOR FOR {}",
+            deriver.customer_snapshot_sql()
+        ))
+        .await
+        .map_err(repl_err)?;
     let mut writer = spool.writer()?;
     let mut count = 0u64;
-    for row in customers {
-        let text = |i: usize| {
-            row.get(i)
-                .cloned()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
-        let fields = [text(0), text(1), text(2), text(3), text(4), text(5)];
-        if let Some(Effect::PutCustomer { id, identity }) = deriver.customer_from_snapshot(&fields)
-        {
-            let json = serde_json::to_string(&identity).map_err(SourceError::Identity)?;
-            writer.put_customer(&id, &json)?;
-            count += 1;
+    loop {
+        let rows = client
+            .simple_query(&format!("FETCH {SNAPSHOT_CHUNK} FROM capi_cdc_snapshot"))
+            .await
+            .map_err(repl_err)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let text = |i: usize| {
+                row.get(i)
+                    .cloned()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            let fields = [text(0), text(1), text(2), text(3), text(4), text(5)];
+            if let Some(Effect::PutCustomer { id, identity }) =
+                deriver.customer_from_snapshot(&fields)
+            {
+                let json = serde_json::to_string(&identity).map_err(SourceError::Identity)?;
+                writer.put_customer(&id, &json)?;
+                count += 1;
+            }
         }
     }
+    client.simple_query("COMMIT").await.map_err(repl_err)?;
+    // A gated session that never started replication waits for more gate
+    // commands rather than watching the stop signal: end it by dropping its
+    // task, which closes the connection.
+    client.abort();
     writer.set_meta("slot", &src.slot)?;
     writer.commit(consistent_point)?;
     lines.push(format!(
