@@ -71,6 +71,7 @@ struct RawSource {
     publication: Option<String>,
     status_interval_ms: Option<u64>,
     reconnect_max_backoff_ms: Option<u64>,
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +183,9 @@ pub struct SourceConfig {
     pub status_interval: Duration,
     /// Ceiling of the reconnect backoff.
     pub reconnect_max_backoff: Duration,
+    /// CA certificate(s) the server's certificate must chain to; when set,
+    /// both connections verify the chain and the host name.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// `[spool]`.
@@ -281,6 +285,15 @@ impl TryFrom<RawConfig> for Config {
         }
         let reconnect_max_backoff =
             Duration::from_millis(raw.source.reconnect_max_backoff_ms.unwrap_or(30_000));
+        let tls_ca_file = raw.source.tls_ca_file;
+        if let Some(path) = &tls_ca_file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "source.tls_ca_file",
+                    format!("{} is not a readable file: point it at the PEM CA certificate of the server", path.display()),
+                ));
+            }
+        }
 
         let spool_path = raw
             .spool
@@ -308,6 +321,7 @@ impl TryFrom<RawConfig> for Config {
                 publication,
                 status_interval,
                 reconnect_max_backoff,
+                tls_ca_file,
             },
             spool: SpoolConfig { file },
             admin: AdminConfig { listen },

@@ -14,6 +14,7 @@
 pub mod preflight;
 pub mod setup;
 pub mod slot;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::lsn::Lsn;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Could not open a SQL connection.
-    #[error("cannot connect to PostgreSQL at {target}: {source}. Check source.url, that the server runs and that pg_hba.conf admits this user")]
+    #[error("cannot connect to PostgreSQL at {target}: {}. Check source.url (and source.tls_ca_file for TLS), that the server runs and that pg_hba.conf admits this user", chain(source))]
     Connect {
         /// host:port/db as user (no password).
         target: String,
@@ -36,7 +37,7 @@ pub enum SourceError {
         source: tokio_postgres::Error,
     },
     /// A control query failed.
-    #[error("{what} failed on {target}: {source}")]
+    #[error("{what} failed on {target}: {}", chain(source))]
     Query {
         /// What was being done.
         what: &'static str,
@@ -63,12 +64,32 @@ pub enum SourceError {
     /// The server or slot is not in a state the connector can run on.
     #[error("{0}")]
     NotReady(String),
+    /// TLS could not be set up (the message names the key or file).
+    #[error("{0}")]
+    Tls(String),
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
     /// A lookup identity could not be encoded.
     #[error("encoding a lookup identity: {0}")]
     Identity(#[source] serde_json::Error),
+}
+
+/// An error and its causes, `outer: inner: innermost`: the driver's own
+/// message often hides the useful part (a TLS handshake's certificate error,
+/// the server's message) one level down.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl SourceError {
@@ -119,15 +140,28 @@ pub async fn control_client(src: &SourceConfig) -> Result<tokio_postgres::Client
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(10));
     }
-    if matches!(pg.get_ssl_mode(), PgSslMode::Require) {
-        return Err(SourceError::Url(
-            "sslmode=require is not supported yet for the control connection; \
-             connect over a Unix socket or a trusted network (sslmode=disable or prefer)"
-                .into(),
-        ));
+    let plain = matches!(pg.get_ssl_mode(), PgSslMode::Disable)
+        || matches!(pg.get_hosts().first(), Some(Host::Unix(_)));
+    if plain {
+        connect_with(&pg, target, tokio_postgres::NoTls).await
+    } else {
+        let config = tls::client_config(src.tls_ca_file.as_deref())?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        connect_with(&pg, target, tls).await
     }
+}
+
+async fn connect_with<T>(
+    pg: &tokio_postgres::Config,
+    target: String,
+    tls: T,
+) -> Result<tokio_postgres::Client, SourceError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
     let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
+        .connect(tls)
         .await
         .map_err(|source| SourceError::Connect { target, source })?;
     tokio::spawn(async move {
@@ -173,13 +207,21 @@ pub fn replication_config(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let db = pg.get_dbname().unwrap_or(user);
+    // The same sslmode meaning as the control connection (see `tls`).
     let tls = if host.starts_with('/') {
         TlsConfig::disabled()
     } else {
-        match pg.get_ssl_mode() {
-            PgSslMode::Disable => TlsConfig::disabled(),
-            PgSslMode::Require => TlsConfig::require(),
-            _ => TlsConfig {
+        match (pg.get_ssl_mode(), &src.tls_ca_file) {
+            (PgSslMode::Disable, _) => TlsConfig::disabled(),
+            // pgwire-replication checks host names only for DNS names; an IP
+            // literal gets the chain check (the control connection also
+            // checks the IP against the certificate).
+            (_, Some(ca)) if host.parse::<std::net::IpAddr>().is_ok() => {
+                TlsConfig::verify_ca(Some(ca.clone()))
+            }
+            (_, Some(ca)) => TlsConfig::verify_full(Some(ca.clone())),
+            (PgSslMode::Require, None) => TlsConfig::require(),
+            (_, None) => TlsConfig {
                 mode: SslMode::Prefer,
                 ..TlsConfig::disabled()
             },

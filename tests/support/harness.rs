@@ -35,6 +35,10 @@ pub struct Pipeline {
     pub token: String,
     /// `admin.listen`; port 0 (any free port) unless a test picks one.
     pub admin_listen: String,
+    /// `source.url`; the Unix socket unless a test picks another.
+    pub source_url: String,
+    /// Extra lines for the `[source]` table.
+    pub source_extra: String,
     _sandbox_stop: watch::Sender<bool>,
 }
 
@@ -83,6 +87,7 @@ impl Pipeline {
                 let _ = rx.wait_for(|s| *s).await;
             },
         ));
+        let source_url = db.socket_url.clone();
         let slot = format!("s_{}", db.name);
         let publication = format!("p_{}", db.name);
         Pipeline {
@@ -94,6 +99,8 @@ impl Pipeline {
             publication,
             token: TOKEN.into(),
             admin_listen: "127.0.0.1:0".into(),
+            source_url,
+            source_extra: String::new(),
             _sandbox_stop: tx,
         }
     }
@@ -111,6 +118,7 @@ url = "{url}"
 slot = "{slot}"
 publication = "{publication}"
 status_interval_ms = 500
+{source_extra}
 
 [spool]
 path = "{spool}"
@@ -126,7 +134,8 @@ access_token = "{token}"
 timeout_ms = 3000
 requests_per_second = 200
 "#,
-            url = self.db.socket_url,
+            url = self.source_url,
+            source_extra = self.source_extra,
             slot = self.slot,
             publication = self.publication,
             spool = self.spool_file().display(),
