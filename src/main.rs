@@ -43,6 +43,12 @@ enum Command {
     Check,
     /// Show the spool checkpoint, delivery counts, and the slot's position and retained WAL.
     Status,
+    /// List events dead-lettered or skipped per destination, with reasons, and derive failures.
+    DeadLetters {
+        /// At most this many of each.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Print decoded changes as JSON lines from a temporary slot.
     Tail {
         /// Stop after this many row changes.
@@ -191,6 +197,22 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             match capi_cdc::status::status(&config).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
+            }
+        }
+        Command::DeadLetters { limit } => {
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match capi_cdc::status::dead_letters(&config, limit) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

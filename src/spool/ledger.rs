@@ -264,6 +264,30 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    /// Recorded derive failures, newest first: (commit LSN, table, reason).
+    pub fn derive_failure_list(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(crate::lsn::Lsn, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT commit_lsn, relation, reason FROM derive_failures ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((
+                    crate::lsn::Lsn(r.get::<_, i64>(0)? as u64),
+                    r.get(1)?,
+                    r.get(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Number of stored events (all destinations).
     pub fn event_count(&self) -> Result<u64> {
         self.conn
