@@ -37,11 +37,23 @@ pub async fn tail(
         slot: slot.clone(),
         source,
     };
+    // Binary values where the server can send them (PostgreSQL 14+).
+    let control = crate::source::control_client(src).await?;
+    let version: i32 = control
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|source| SourceError::Query {
+            what: "reading server_version_num",
+            target: target.clone(),
+            source,
+        })?
+        .get(0);
+    drop(control);
     let stream_opts = StreamOptions {
         slot: slot.clone(),
         publication: src.publication.clone(),
         start: Lsn::ZERO,
-        binary: true,
+        binary: version >= 140000,
         status_interval: src.status_interval,
     };
     let mut client = ReplicationClient::connect_gated(replication_config(src, &stream_opts)?)
