@@ -225,9 +225,15 @@ impl Applier {
                 }
                 Ok(committed)
             }
-            // Transactional messages arrive inside transactions; heartbeats
-            // (non-transactional) need nothing beyond the keepalive logic.
-            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(None),
+            // Our heartbeat coming back proves the path end to end; the
+            // keepalive logic above acknowledges the position it moved.
+            ReplicationEvent::Message { prefix, .. } => {
+                if prefix == crate::source::HEARTBEAT_PREFIX {
+                    Metrics::add(&self.metrics.heartbeats, 1);
+                }
+                Ok(None)
+            }
+            ReplicationEvent::StoppedAt { .. } => Ok(None),
         }
     }
 

@@ -72,6 +72,7 @@ struct RawSource {
     status_interval_ms: Option<u64>,
     reconnect_max_backoff_ms: Option<u64>,
     tls_ca_file: Option<PathBuf>,
+    heartbeat_interval_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +187,9 @@ pub struct SourceConfig {
     /// CA certificate(s) the server's certificate must chain to; when set,
     /// both connections verify the chain and the host name.
     pub tls_ca_file: Option<PathBuf>,
+    /// Emit a `pg_logical_emit_message` heartbeat this often (off if `None`):
+    /// keeps the slot moving when this database is idle but others are busy.
+    pub heartbeat_interval: Option<Duration>,
 }
 
 /// `[spool]`.
@@ -285,6 +289,16 @@ impl TryFrom<RawConfig> for Config {
         }
         let reconnect_max_backoff =
             Duration::from_millis(raw.source.reconnect_max_backoff_ms.unwrap_or(30_000));
+        let heartbeat_interval = match raw.source.heartbeat_interval_s {
+            None | Some(0) => None,
+            Some(s) if s > 86_400 => {
+                return Err(invalid(
+                    "source.heartbeat_interval_s",
+                    "must be at most 86400 (a day); use 0 to turn the heartbeat off",
+                ))
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+        };
         let tls_ca_file = raw.source.tls_ca_file;
         if let Some(path) = &tls_ca_file {
             if !path.is_file() {
@@ -322,6 +336,7 @@ impl TryFrom<RawConfig> for Config {
                 status_interval,
                 reconnect_max_backoff,
                 tls_ca_file,
+                heartbeat_interval,
             },
             spool: SpoolConfig { file },
             admin: AdminConfig { listen },

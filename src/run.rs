@@ -95,13 +95,25 @@ pub async fn run(
         )?);
         wakes.push(wake);
     }
-    let admin = crate::admin::spawn(config.admin.listen, spool.clone(), metrics.clone(), stop_rx)
-        .await
-        .map_err(|source| RunError::Admin {
-            addr: config.admin.listen,
-            source,
-        })?;
+    let admin = crate::admin::spawn(
+        config.admin.listen,
+        spool.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Admin {
+        addr: config.admin.listen,
+        source,
+    })?;
 
+    let heartbeat = config.source.heartbeat_interval.map(|every| {
+        tokio::spawn(source::heartbeat(
+            config.source.clone(),
+            every,
+            stop_rx.clone(),
+        ))
+    });
     let mut applier = Some(Applier::new(writer, metrics.clone(), wakes));
     let mut backoff = Duration::from_millis(250);
     let result = loop {
@@ -137,6 +149,9 @@ pub async fn run(
         let _ = lane.await;
     }
     let _ = admin.await;
+    if let Some(heartbeat) = heartbeat {
+        let _ = heartbeat.await;
+    }
     result
 }
 

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub spool_commits: AtomicU64,
     /// Replication (re)connections.
     pub connects: AtomicU64,
+    /// Our own heartbeat messages seen coming back through the stream.
+    pub heartbeats: AtomicU64,
     /// The Meta lane.
     pub meta: LaneMetrics,
 }
@@ -132,6 +134,12 @@ impl Metrics {
             "counter",
             "Replication connections opened.",
             get(&self.connects),
+        );
+        line(
+            "capi_cdc_heartbeats_received_total",
+            "counter",
+            "Heartbeat messages seen back in the stream.",
+            get(&self.heartbeats),
         );
         // Google's lanes join this list in a later issue.
         #[allow(clippy::single_element_loop)]

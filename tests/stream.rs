@@ -203,3 +203,47 @@ async fn an_idle_slot_advances_past_unpublished_writes() {
     assert!(p.sandbox.meta_report().received.is_empty());
     running.stop().await;
 }
+
+/// With `source.heartbeat_interval_s`, heartbeat messages are written into
+/// this database's WAL, come back through the stream, and move the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_travel_the_stream_and_move_the_slot() {
+    let mut p = Pipeline::new("heartbeat").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    p.admin_listen = format!("127.0.0.1:{port}");
+    p.source_extra = "heartbeat_interval_s = 1".into();
+    p.setup().await;
+    let running = p.start();
+    walsender_pid(&p).await;
+    let before = p.confirmed_flush().await;
+    let deadline = Instant::now() + WAIT;
+    let heartbeats = loop {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("capi_cdc_heartbeats_received_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if n >= 3 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        heartbeats >= 3,
+        "only {heartbeats} heartbeats came back within {WAIT:?}"
+    );
+    let after = p.confirmed_flush().await;
+    assert!(after > before, "the slot stayed at {before}");
+    assert!(after <= p.spool_checkpoint().unwrap());
+    running.stop().await;
+}

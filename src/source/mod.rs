@@ -244,3 +244,40 @@ pub fn replication_config(
     .with_binary(opts.binary)
     .with_application_name("capi-cdc"))
 }
+
+/// Prefix of the heartbeat messages capi-cdc writes into the WAL.
+pub const HEARTBEAT_PREFIX: &str = "capi_cdc.heartbeat";
+
+/// Writes a non-transactional logical message every `interval` until `stop`,
+/// so the walsender has something of this database to send and acknowledge
+/// even when only other databases write (DESIGN.md §2.4). Failures are
+/// logged and retried on the next tick; they never stop the connector.
+pub async fn heartbeat(
+    src: SourceConfig,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match control_client(&src).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat: cannot connect; will retry");
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = &client {
+            let sql = format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')");
+            if let Err(e) = c.batch_execute(&sql).await {
+                tracing::warn!(error = %chain(&e), "heartbeat: pg_logical_emit_message failed; will retry");
+                client = None;
+            }
+        }
+    }
+}
