@@ -250,6 +250,9 @@ async fn session(
         Err(e) => return (applier, Ok(SessionEnd::Retry(e.to_string()))),
     };
     Metrics::add(&metrics.connects, 1);
+    metrics
+        .streaming
+        .store(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(slot = %src.slot, start = %start, binary = stream_opts.binary, target = %target, "streaming");
 
     // The apply loop blocks on SQLite, so it runs on a blocking thread and
@@ -265,7 +268,9 @@ async fn session(
         (applier, end)
     })
     .await;
-    let _ = shutdown.has_changed();
+    metrics
+        .streaming
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     match joined {
         Ok((applier, end)) => (applier, end),
         Err(join) => std::panic::resume_unwind(join.into_panic()),

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub spool_commits: AtomicU64,
     /// Replication (re)connections.
     pub connects: AtomicU64,
+    /// 1 while a replication session is streaming, else 0.
+    pub streaming: AtomicU64,
     /// Our own heartbeat messages seen coming back through the stream.
     pub heartbeats: AtomicU64,
     /// The Meta lane.
@@ -134,6 +136,12 @@ impl Metrics {
             "counter",
             "Replication connections opened.",
             get(&self.connects),
+        );
+        line(
+            "capi_cdc_streaming",
+            "gauge",
+            "1 while a replication session is streaming.",
+            get(&self.streaming),
         );
         line(
             "capi_cdc_heartbeats_received_total",

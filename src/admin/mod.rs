@@ -48,15 +48,17 @@ pub async fn spawn(
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state
+    // Ready while a replication session streams; between reconnects (or
+    // while a standby waits for the slot) the instance is alive, not ready.
+    let streaming = state
         .metrics
-        .connects
+        .streaming
         .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-    {
+        == 1;
+    if streaming {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not streaming yet\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not streaming\n")
     }
 }
 
