@@ -105,13 +105,6 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("error: {e}");
-        Exit::Config.into()
-    })
-}
-
 async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sandbox {
@@ -145,44 +138,37 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
+        command => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Exit::Config.into();
+                }
+            };
+            with_config(command, config).await
+        }
+    }
+}
+
+/// The commands that need configuration.
+async fn with_config(command: Command, config: Config) -> ExitCode {
+    match command {
+        Command::Sandbox { .. } => unreachable!("the sandbox runs without configuration"),
         Command::Run { accept_gap } => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             let opts = capi_cdc::run::RunOptions { accept_gap };
-            match capi_cdc::run::run(config, opts, shutdown_signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "capi-cdc stopped");
-                    eprintln!("error: {e}");
-                    Exit::NotReady.into()
-                }
+            let result = capi_cdc::run::run(config, opts, shutdown_signal()).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "capi-cdc stopped");
             }
+            done(result)
         }
-        Command::Setup { print_sql } => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match capi_cdc::source::setup::setup(&config, print_sql).await {
-                Ok(outcome) => {
-                    for line in outcome.lines {
-                        println!("{line}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Exit::NotReady.into()
-                }
-            }
-        }
+        Command::Setup { print_sql } => done(
+            capi_cdc::source::setup::setup(&config, print_sql)
+                .await
+                .map(|outcome| outcome.lines.iter().for_each(|l| println!("{l}"))),
+        ),
         Command::Check => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             let report = capi_cdc::source::preflight::check(&config).await;
             print!("{report}");
             if report.can_run() {
@@ -191,52 +177,29 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Exit::CheckFailed.into()
             }
         }
-        Command::Status => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match capi_cdc::status::status(&config).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Exit::NotReady.into()
-                }
-            }
-        }
+        Command::Status => done(
+            capi_cdc::status::status(&config)
+                .await
+                .map(|t| print!("{t}")),
+        ),
         Command::DeadLetters { limit } => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match capi_cdc::status::dead_letters(&config, limit) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Exit::NotReady.into()
-                }
-            }
+            done(capi_cdc::status::dead_letters(&config, limit).map(|t| print!("{t}")))
         }
         Command::Tail { max_changes } => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             let opts = capi_cdc::tail::TailOptions { max_changes };
             let mut stdout = std::io::stdout();
-            match capi_cdc::tail::tail(&config, &opts, &mut stdout, shutdown_signal()).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Exit::NotReady.into()
-                }
-            }
+            done(capi_cdc::tail::tail(&config, &opts, &mut stdout, shutdown_signal()).await)
+        }
+    }
+}
+
+/// Success, or the error on stderr and the "not ready" exit code.
+fn done<T, E: std::fmt::Display>(result: Result<T, E>) -> ExitCode {
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::NotReady.into()
         }
     }
 }

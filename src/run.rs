@@ -167,24 +167,8 @@ async fn session(
     let target = describe_target(&src.pg);
     let prepared = async {
         let control = source::control_client(src).await?;
-        let version: i32 = control
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|source| SourceError::Query {
-                what: "reading server_version_num",
-                target: target.clone(),
-                source,
-            })?
-            .get(0);
-        let wal_level: String = control
-            .query_one("SELECT current_setting('wal_level')", &[])
-            .await
-            .map_err(|source| SourceError::Query {
-                what: "reading wal_level",
-                target: target.clone(),
-                source,
-            })?
-            .get(0);
+        let version = source::server_version_num(&control, &target).await?;
+        let wal_level = source::setting(&control, &target, "wal_level").await?;
         if wal_level != "logical" {
             return Err(SourceError::NotReady(format!(
                 "wal_level is {wal_level} on {target}; logical decoding needs wal_level = logical. Remedy: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"

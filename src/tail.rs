@@ -39,15 +39,7 @@ pub async fn tail(
     };
     // Binary values where the server can send them (PostgreSQL 14+).
     let control = crate::source::control_client(src).await?;
-    let version: i32 = control
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|source| SourceError::Query {
-            what: "reading server_version_num",
-            target: target.clone(),
-            source,
-        })?
-        .get(0);
+    let version = crate::source::server_version_num(&control, &target).await?;
     drop(control);
     let stream_opts = StreamOptions {
         slot: slot.clone(),

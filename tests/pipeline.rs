@@ -123,12 +123,7 @@ async fn paid_orders_reach_meta_exactly_once_with_metas_hashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_report_health_metrics_and_status() {
     let mut p = Pipeline::new("admin").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    p.admin_listen = format!("127.0.0.1:{port}");
+    let base = p.admin_on_free_port();
     p.sql("INSERT INTO customers (id, email) VALUES (1, 'adm@example.com')")
         .await;
     p.setup().await;
@@ -136,7 +131,6 @@ async fn admin_endpoints_report_health_metrics_and_status() {
     p.sql("INSERT INTO orders (id, customer_id, status, total) VALUES (1, 1, 'paid', 3.00)")
         .await;
     p.wait_for_events(1, WAIT).await;
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let get = |path: &'static str| {
         let http = http.clone();

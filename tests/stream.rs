@@ -209,12 +209,7 @@ async fn an_idle_slot_advances_past_unpublished_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_travel_the_stream_and_move_the_slot() {
     let mut p = Pipeline::new("heartbeat").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    p.admin_listen = format!("127.0.0.1:{port}");
+    let base = p.admin_on_free_port();
     p.source_extra = "heartbeat_interval_s = 1".into();
     p.setup().await;
     let running = p.start();
@@ -222,7 +217,7 @@ async fn heartbeats_travel_the_stream_and_move_the_slot() {
     let before = p.confirmed_flush().await;
     let deadline = Instant::now() + WAIT;
     let heartbeats = loop {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        let metrics = reqwest::get(format!("{base}/metrics"))
             .await
             .unwrap()
             .text()

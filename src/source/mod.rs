@@ -172,6 +172,34 @@ where
     Ok(client)
 }
 
+/// One server setting (`current_setting(name)`) as text.
+pub async fn setting(
+    client: &tokio_postgres::Client,
+    target: &str,
+    name: &'static str,
+) -> Result<String, SourceError> {
+    client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|source| SourceError::Query {
+            what: name,
+            target: target.to_owned(),
+            source,
+        })
+}
+
+/// `server_version_num`, e.g. 150018; binary values need 140000 or more.
+pub async fn server_version_num(
+    client: &tokio_postgres::Client,
+    target: &str,
+) -> Result<i32, SourceError> {
+    let text = setting(client, target, "server_version_num").await?;
+    text.parse().map_err(|_| {
+        SourceError::NotReady(format!("{target} reported server_version_num {text:?}"))
+    })
+}
+
 /// Options for one replication session.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {

@@ -105,6 +105,17 @@ impl Pipeline {
         }
     }
 
+    /// Pins `admin.listen` to a free port and returns its base URL.
+    pub fn admin_on_free_port(&mut self) -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.admin_listen = format!("127.0.0.1:{port}");
+        format!("http://{}", self.admin_listen)
+    }
+
     pub fn spool_file(&self) -> PathBuf {
         self.dir.path().join("spool.sqlite3")
     }
