@@ -23,7 +23,7 @@ use pgwire_replication::ReplicationEvent;
 use tokio::sync::Notify;
 
 use crate::decode::{DecodeError, Decoder, Message};
-use crate::derive::{Deriver, Effect, Lookup, TxContext};
+use crate::derive::{Deriver, Draft, Effect, LookupError, TxContext};
 use crate::lsn::Lsn;
 use crate::spool::{SpoolError, SpoolWriter};
 use crate::telemetry::Metrics;
@@ -53,6 +53,9 @@ pub enum ApplyError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// Lookup state could not be read.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
     /// The stream broke the protocol's framing rules.
     #[error("replication protocol: {0}")]
     Protocol(String),
@@ -62,6 +65,8 @@ pub enum ApplyError {
 struct OpenTx {
     ctx: TxContext,
     skip: bool,
+    /// Events waiting for the commit to resolve their joins.
+    drafts: Vec<Draft>,
 }
 
 #[derive(Debug, Default)]
@@ -86,21 +91,15 @@ pub struct Applier {
     wake: Vec<Arc<Notify>>,
 }
 
-impl Lookup for SpoolWriter {
-    fn customer(&self, id: &str) -> Result<Option<crate::derive::CustomerIdentity>, SpoolError> {
-        match self.customer_json(id)? {
-            Some(json) => serde_json::from_str(&json)
-                .map(Some)
-                .map_err(|source| self.corrupt(&format!("lookup customer {id}"), source)),
-            None => Ok(None),
-        }
-    }
-}
-
 impl Applier {
     /// A new applier writing through `writer`; `wake` is notified after each
     /// spool commit that stored new events.
-    pub fn new(writer: SpoolWriter, metrics: Arc<Metrics>, wake: Vec<Arc<Notify>>) -> Applier {
+    pub fn new(
+        writer: SpoolWriter,
+        deriver: Deriver,
+        metrics: Arc<Metrics>,
+        wake: Vec<Arc<Notify>>,
+    ) -> Applier {
         if let Some(cp) = writer.checkpoint() {
             metrics
                 .checkpoint_lsn
@@ -108,7 +107,7 @@ impl Applier {
         }
         Applier {
             decoder: Decoder::new(),
-            deriver: Deriver::default(),
+            deriver,
             writer,
             open_tx: None,
             batch: Batch::default(),
@@ -169,6 +168,7 @@ impl Applier {
                         commit_time_us: commit_time_micros + PG_EPOCH_OFFSET_US,
                     },
                     skip,
+                    drafts: Vec::new(),
                 });
                 Ok(committed)
             }
@@ -193,6 +193,12 @@ impl Applier {
                 if tx.skip {
                     Metrics::add(&self.metrics.transactions_skipped, 1);
                     return Ok(None);
+                }
+                // Every change of the transaction is in lookup state now:
+                // resolve the drafts' joins as of this commit.
+                let effects = self.deriver.finish(&tx.ctx, tx.drafts, &self.writer)?;
+                for effect in effects {
+                    self.apply_effect(&tx.ctx, effect)?;
                 }
                 Metrics::add(&self.metrics.transactions, 1);
                 self.batch.end = Some(Lsn(end_lsn.as_u64()));
@@ -247,7 +253,7 @@ impl Applier {
             }
             _ => {}
         }
-        let Some(tx) = &self.open_tx else {
+        let Some(tx) = &mut self.open_tx else {
             if matches!(
                 message,
                 Message::LogicalMessage {
@@ -266,9 +272,15 @@ impl Applier {
         }
         let ctx = tx.ctx;
         Metrics::add(&self.metrics.changes, 1);
-        let effects = self.deriver.derive(&ctx, message, &self.writer)?;
+        let effects = self.deriver.change(&ctx, message, &self.writer)?;
         for effect in effects {
-            self.apply_effect(&ctx, effect)?;
+            if let Effect::Draft(draft) = effect {
+                if let Some(tx) = &mut self.open_tx {
+                    tx.drafts.push(draft);
+                }
+            } else {
+                self.apply_effect(&ctx, effect)?;
+            }
         }
         Ok(())
     }
@@ -280,14 +292,20 @@ impl Applier {
                     self.batch.new_events += 1;
                 }
             }
-            Effect::PutCustomer { id, identity } => {
-                let json = serde_json::to_string(&identity).map_err(|e| {
-                    ApplyError::Protocol(format!("encoding customer identity: {e}"))
-                })?;
-                self.writer.put_customer(&id, &json)?;
+            Effect::Note(ref note) => {
+                Metrics::add(&self.metrics.derive_notes, 1);
+                tracing::debug!(commit_lsn = %ctx.commit_lsn, reason = %note.reason, "derivation note");
+                self.writer.apply_state(&effect)?;
             }
-            Effect::DeleteCustomer { id } => self.writer.delete_customer(&id)?,
-            Effect::ClearCustomers => self.writer.clear_customers()?,
+            Effect::Draft(_) => {
+                return Err(ApplyError::Protocol(
+                    "a draft outside its transaction".into(),
+                ))
+            }
+            Effect::PutLookup { .. }
+            | Effect::DeleteLookup { .. }
+            | Effect::ClearLookup { .. }
+            | Effect::RuleHeld { .. } => self.writer.apply_state(&effect)?,
             Effect::Failure { relation, reason } => {
                 tracing::warn!(commit_lsn = %ctx.commit_lsn, relation = %relation, reason = %reason, "row change could not become an event; recorded in the spool");
                 Metrics::add(&self.metrics.derive_failures, 1);

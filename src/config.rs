@@ -61,6 +61,14 @@ pub struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     destinations: RawDestinations,
+    #[serde(default)]
+    derive: RawDerive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDerive {
+    rules_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +117,9 @@ struct RawMeta {
     max_batch_events: Option<usize>,
     timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
+    #[serde(default)]
+    event_names: std::collections::BTreeMap<String, String>,
+    consent_policy: Option<String>,
 }
 
 /// Accepts a string or a bare number as a string: figment reads
@@ -169,6 +180,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Meta Conversions API, when configured.
     pub meta: Option<MetaConfig>,
+    /// The rules and lookups (`derive.rules_file`, else the built-in rules
+    /// for the reference schema).
+    pub rules: crate::derive::RuleSet,
 }
 
 /// `[source]`.
@@ -227,6 +241,20 @@ pub struct MetaConfig {
     pub timeout: Duration,
     /// Attempts before an event is dead-lettered.
     pub max_attempts: u32,
+    /// Kind → Meta `event_name`, over DESIGN.md §3's defaults (custom kinds
+    /// need an entry here to reach Meta).
+    pub event_names: std::collections::BTreeMap<String, String>,
+    /// What to do with an event whose `ad_user_data` consent is denied.
+    pub consent_policy: ConsentPolicy,
+}
+
+/// Meta has no consent field: what to send when `ad_user_data` is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentPolicy {
+    /// Send the event without identifiers (no user data, IP or click IDs).
+    SendLimited,
+    /// Do not send it; the ledger records it as skipped with the reason.
+    Drop,
 }
 
 /// Meta accepts at most 1,000 events in one request (spec/meta-capi.md §1.3).
@@ -323,6 +351,12 @@ impl TryFrom<RawConfig> for Config {
             )
         })?;
 
+        let rules = match &raw.derive.rules_file {
+            Some(path) => crate::derive::RuleSet::load(path),
+            None => crate::derive::RuleSet::default_rules(),
+        }
+        .map_err(|e| invalid("derive.rules_file", e.to_string()))?;
+
         let meta = match raw.destinations.meta {
             Some(m) if m.enabled.unwrap_or(true) => Some(meta_config(m)?),
             _ => None,
@@ -341,6 +375,7 @@ impl TryFrom<RawConfig> for Config {
             spool: SpoolConfig { file },
             admin: AdminConfig { listen },
             meta,
+            rules,
         })
     }
 }
@@ -415,6 +450,28 @@ fn meta_config(m: RawMeta) -> Result<MetaConfig, ConfigError> {
     }
     let timeout = Duration::from_millis(m.timeout_ms.unwrap_or(1500).max(100));
     let max_attempts = m.max_attempts.unwrap_or(12).max(1);
+    let consent_policy =
+        match m.consent_policy.as_deref() {
+            None | Some("send_limited") => ConsentPolicy::SendLimited,
+            Some("drop") => ConsentPolicy::Drop,
+            Some(other) => return Err(invalid(
+                "destinations.meta.consent_policy",
+                format!(
+                    "{other:?}: use \"send_limited\" (the event without identifiers) or \"drop\""
+                ),
+            )),
+        };
+    for (kind, name) in &m.event_names {
+        if let Err(e) = crate::event::Kind::new(kind) {
+            return Err(invalid("destinations.meta.event_names", e.to_string()));
+        }
+        if name.trim().is_empty() || name.len() > 50 {
+            return Err(invalid(
+                "destinations.meta.event_names",
+                format!("the event_name for {kind} must be 1-50 characters (a standard name like \"Lead\" or your custom event's name)"),
+            ));
+        }
+    }
     Ok(MetaConfig {
         base_url,
         api_version,
@@ -425,6 +482,8 @@ fn meta_config(m: RawMeta) -> Result<MetaConfig, ConfigError> {
         max_batch_events,
         timeout,
         max_attempts,
+        event_names: m.event_names,
+        consent_policy,
     })
 }
 

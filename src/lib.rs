@@ -13,6 +13,7 @@ pub mod decode;
 pub mod deliver;
 pub mod derive;
 pub mod error;
+pub mod event;
 pub mod lsn;
 pub mod run;
 pub mod sandbox;

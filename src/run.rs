@@ -114,7 +114,12 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
-    let mut applier = Some(Applier::new(writer, metrics.clone(), wakes));
+    let mut applier = Some(Applier::new(
+        writer,
+        crate::derive::Deriver::new(config.rules.clone()),
+        metrics.clone(),
+        wakes,
+    ));
     let mut backoff = Duration::from_millis(250);
     let result = loop {
         if *shutdown.borrow() {
@@ -173,6 +178,13 @@ async fn session(
             return Err(SourceError::NotReady(format!(
                 "wal_level is {wal_level} on {target}; logical decoding needs wal_level = logical. Remedy: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
             )));
+        }
+        // Every table, column and type the rules name, before streaming.
+        let catalog =
+            source::catalog::read(&control, &target, &config.rules, &src.publication).await?;
+        let problems = source::catalog::check(&config.rules, &catalog, &src.publication, true);
+        if !problems.is_empty() {
+            return Err(SourceError::Rules(problems));
         }
         let info = slot::slot_info(&control, &target, &src.slot).await?;
         Ok::<_, SourceError>((version, info))

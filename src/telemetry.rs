@@ -43,6 +43,8 @@ pub struct Metrics {
     pub events_spooled: AtomicU64,
     /// Row changes that could not become events.
     pub derive_failures: AtomicU64,
+    /// Fields left out of events or values clamped, with a counted reason.
+    pub derive_notes: AtomicU64,
     /// The spool checkpoint (= flush LSN reported to PostgreSQL).
     pub checkpoint_lsn: AtomicU64,
     /// Spool commits.
@@ -118,6 +120,12 @@ impl Metrics {
             "counter",
             "Row changes that could not become events.",
             get(&self.derive_failures),
+        );
+        line(
+            "capi_cdc_derive_notes_total",
+            "counter",
+            "Fields left out of events or values clamped (reasons in the spool's derive_notes).",
+            get(&self.derive_notes),
         );
         line(
             "capi_cdc_checkpoint_lsn",

@@ -9,7 +9,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 
 use super::{Attempt, Destination};
-use crate::derive::BusinessEvent;
+use crate::event::BusinessEvent;
 use crate::spool::{DeliveryState, Ledger, PendingEvent, SpoolError};
 use crate::telemetry::{LaneMetrics, Metrics};
 
@@ -286,7 +286,7 @@ impl<D: Destination> Lane<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::derive::{EventKind, MetaUserHashes};
+    use crate::event::{EventId, Kind, Money};
     use crate::lsn::Lsn;
     use crate::spool::Spool;
 
@@ -319,11 +319,11 @@ mod tests {
             NonZeroU32::new(1000).unwrap()
         }
         fn skip_reason(&self, event: &BusinessEvent, _now_s: i64) -> Option<String> {
-            (event.event_id == "purchase-stale").then(|| "too old".to_owned())
+            (event.event_id.as_str() == "purchase-stale").then(|| "too old".to_owned())
         }
         async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
             self.batches.lock().unwrap().push(events.len());
-            if events.iter().any(|e| e.event_id == self.poison) {
+            if events.iter().any(|e| e.event_id.as_str() == self.poison) {
                 Attempt::Rejected {
                     reason: "meta error 100/2804016: not hashed".into(),
                 }
@@ -335,14 +335,19 @@ mod tests {
 
     fn event(id: &str) -> BusinessEvent {
         BusinessEvent {
-            event_id: id.into(),
-            kind: EventKind::Purchase,
+            event_id: EventId::new(id).unwrap(),
+            kind: Kind::new("transaction.purchase").unwrap(),
+            rule: "purchase".into(),
             event_time_s: 1,
             commit_lsn: Lsn(1),
-            value: Some("1.00".into()),
-            currency: Some("USD".into()),
+            commit_time_us: 1_000_000,
+            value: Some(Money::new("1.00", "USD").unwrap()),
             order_id: None,
-            meta_user: MetaUserHashes::default(),
+            items: Vec::new(),
+            user: Default::default(),
+            consent: Default::default(),
+            click_ids: Default::default(),
+            session: Default::default(),
         }
     }
 

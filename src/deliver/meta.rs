@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::{Attempt, Destination};
 use crate::config::MetaConfig;
-use crate::derive::{BusinessEvent, MetaUserHashes};
+use crate::event::{BusinessEvent, MetaUserHashes};
 
 /// Ledger name of this destination.
 pub const DESTINATION: &str = "meta";
@@ -46,7 +46,7 @@ struct Body<'a> {
 
 #[derive(Serialize)]
 struct ServerEvent<'a> {
-    event_name: &'static str,
+    event_name: &'a str,
     event_time: i64,
     event_id: &'a str,
     action_source: &'static str,
@@ -100,22 +100,36 @@ impl MetaDestination {
         MetaDestination { config, url, http }
     }
 
+    /// Meta's `event_name` for the event's kind: the configured mapping,
+    /// else DESIGN.md §3's default; `None` for an unmapped custom kind.
+    pub fn event_name<'e>(&'e self, event: &'e BusinessEvent) -> Option<&'e str> {
+        self.config
+            .event_names
+            .get(event.kind.as_str())
+            .map(String::as_str)
+            .or_else(|| event.kind.canonical().map(|c| c.meta))
+    }
+
     /// The request body for `events` (exposed for tests).
     pub fn body(&self, events: &[&BusinessEvent]) -> serde_json::Result<Vec<u8>> {
         let data = events
             .iter()
             .map(|e| {
                 Ok(ServerEvent {
-                    event_name: e.kind.meta_event_name(),
+                    event_name: self.event_name(e).unwrap_or_default(),
                     event_time: e.event_time_s,
-                    event_id: &e.event_id,
+                    event_id: e.event_id.as_str(),
                     // Events derived from database rows carry no browser
                     // URL or user agent, which `website` requires.
                     action_source: "other",
-                    user_data: &e.meta_user,
+                    user_data: &e.user.meta,
                     custom_data: CustomData {
-                        value: e.value.clone().map(RawValue::from_string).transpose()?,
-                        currency: e.currency.as_deref(),
+                        value: e
+                            .value
+                            .as_ref()
+                            .map(|m| RawValue::from_string(m.amount.as_str().to_owned()))
+                            .transpose()?,
+                        currency: e.value.as_ref().map(|m| m.currency.code()),
                         order_id: e.order_id.as_deref(),
                     },
                 })
@@ -214,9 +228,13 @@ impl Destination for MetaDestination {
                 age / 3600
             ));
         }
-        if event.kind.meta_event_name() == "Purchase"
-            && (event.value.is_none() || event.currency.is_none())
-        {
+        let Some(name) = self.event_name(event) else {
+            return Some(format!(
+                "no Meta event_name for kind {}: map it in destinations.meta.event_names",
+                event.kind
+            ));
+        };
+        if name == "Purchase" && event.value.is_none() {
             return Some("Meta requires value and currency on Purchase".into());
         }
         None

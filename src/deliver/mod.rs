@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::MetaConfig;
-use crate::derive::BusinessEvent;
+use crate::event::BusinessEvent;
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::Metrics;
 

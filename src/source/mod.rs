@@ -11,6 +11,7 @@
 //!   task, independent of how fast the apply loop or delivery run; the only
 //!   position ever reported is the spool checkpoint.
 
+pub mod catalog;
 pub mod preflight;
 pub mod setup;
 pub mod slot;
@@ -64,6 +65,9 @@ pub enum SourceError {
     /// The server or slot is not in a state the connector can run on.
     #[error("{0}")]
     NotReady(String),
+    /// The rules do not fit the database (each problem names its place).
+    #[error("the rules do not fit the database:\n  {}\nRemedy: correct the rules file (docs/configuration.md) or the schema, then start again", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Rules(Vec<catalog::Problem>),
     /// TLS could not be set up (the message names the key or file).
     #[error("{0}")]
     Tls(String),

@@ -10,7 +10,6 @@ use tokio_postgres::Client;
 use super::slot::{self, SlotInfo};
 use super::{control_client, describe_target, SourceError};
 use crate::config::Config;
-use crate::derive::Deriver;
 use crate::lsn::Lsn;
 use crate::spool::Spool;
 
@@ -237,10 +236,30 @@ async fn check_with(
     let server = server_facts(client, target).await?;
     server_findings(&server, report);
 
-    let deriver = Deriver::default();
-    for table in deriver.tables() {
+    for table in config.rules.tables() {
+        let table = table.to_string();
         let facts = table_facts(client, target, &table, &src.publication).await?;
         table_findings(&table, &facts, &src.publication, report);
+    }
+    let catalog = super::catalog::read(client, target, &config.rules, &src.publication).await?;
+    let problems = super::catalog::check(&config.rules, &catalog, &src.publication, false);
+    if problems.is_empty() {
+        report.push(
+            Level::Ok,
+            format!(
+                "{} rules and {} lookups fit the database",
+                config.rules.rules.len(),
+                config.rules.lookups.len()
+            ),
+            "",
+        );
+    }
+    for p in problems {
+        report.push(
+            Level::Fail,
+            p.to_string(),
+            "correct the rules file (docs/configuration.md) or the schema",
+        );
     }
     if publication_exists(client, target, &src.publication).await? {
         report.push(

@@ -8,13 +8,15 @@
 use pgwire_replication::ReplicationClient;
 use tokio_postgres::Client;
 
+use super::catalog::{self, Catalog};
 use super::preflight::{
     publication_exists, server_facts, server_findings, table_facts, Level, Report,
 };
 use super::slot;
 use super::{control_client, describe_target, replication_config, SourceError, StreamOptions};
 use crate::config::Config;
-use crate::derive::{Deriver, Effect};
+use crate::decode::{oid, Column, Relation, ReplicaIdentity, Row, Value};
+use crate::derive::Deriver;
 use crate::lsn::Lsn;
 use crate::spool::Spool;
 
@@ -28,6 +30,8 @@ pub struct SetupPlan {
     pub sql: Vec<String>,
     /// Whether the slot must be created.
     pub create_slot: bool,
+    /// The rules' tables, for the snapshot.
+    pub catalog: Catalog,
 }
 
 fn quote_ident(name: &str) -> String {
@@ -37,7 +41,18 @@ fn quote_ident(name: &str) -> String {
 /// Builds the plan from the catalog (read-only).
 async fn plan(client: &Client, config: &Config, target: &str) -> Result<SetupPlan, SourceError> {
     let src = &config.source;
-    let tables = Deriver::default().tables();
+    let tables: Vec<String> = config
+        .rules
+        .tables()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // The rules must fit the schema before anything is created.
+    let catalog = catalog::read(client, target, &config.rules, &src.publication).await?;
+    let problems = catalog::check(&config.rules, &catalog, &src.publication, false);
+    if !problems.is_empty() {
+        return Err(SourceError::Rules(problems));
+    }
     let mut sql = Vec::new();
     let exists = publication_exists(client, target, &src.publication).await?;
     let mut missing = Vec::new();
@@ -71,7 +86,11 @@ async fn plan(client: &Client, config: &Config, target: &str) -> Result<SetupPla
         ));
     }
     let create_slot = slot::slot_info(client, target, &src.slot).await?.is_none();
-    Ok(SetupPlan { sql, create_slot })
+    Ok(SetupPlan {
+        sql,
+        create_slot,
+        catalog,
+    })
 }
 
 /// What `setup` did.
@@ -88,7 +107,16 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
     let target = describe_target(&src.pg);
     let client = control_client(src).await?;
     let server = server_facts(&client, &target).await?;
-    let plan = plan(&client, config, &target).await?;
+    let mut plan = plan(&client, config, &target).await?;
+    // A slot whose snapshot never reached the spool (setup interrupted after
+    // creating it) is unused: recreate it so the snapshot is taken again.
+    let spool_has_checkpoint =
+        config.spool.file.exists() && Spool::open(&config.spool.file)?.checkpoint()?.is_some();
+    let mut recreate = false;
+    if !plan.create_slot && !spool_has_checkpoint {
+        recreate = true;
+        plan.create_slot = true;
+    }
     let mut out = SetupOutcome::default();
     // The same server checks as `check`, as advice for the DBA.
     let mut advice = Report::default();
@@ -126,6 +154,14 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
             ));
         }
         out.lines.extend(plan.sql.iter().cloned());
+        if recreate {
+            out.lines.push(format!(
+                "-- slot {} exists but the spool has no snapshot from it: setup recreates it",
+                src.slot
+            ));
+            out.lines
+                .push(format!("SELECT pg_drop_replication_slot('{}');", src.slot));
+        }
         if plan.create_slot {
             out.lines.push(format!(
                 "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
@@ -160,8 +196,22 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
         out.lines
             .push(format!("publication {} is up to date", src.publication));
     }
+    if recreate {
+        client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&src.slot])
+            .await
+            .map_err(|source| SourceError::Query {
+                what: "dropping the slot whose snapshot never reached the spool (stop whatever uses it)",
+                target: target.clone(),
+                source,
+            })?;
+        out.lines.push(format!(
+            "replication slot {} existed but its snapshot never reached the spool (interrupted setup?): dropped it to take the snapshot again",
+            src.slot
+        ));
+    }
     if plan.create_slot {
-        let lines = create_slot_with_snapshot(config, server.version_num).await?;
+        let lines = create_slot_with_snapshot(config, server.version_num, &plan.catalog).await?;
         out.lines.extend(lines);
     } else {
         out.lines
@@ -176,6 +226,7 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
 async fn create_slot_with_snapshot(
     config: &Config,
     version_num: i32,
+    catalog: &Catalog,
 ) -> Result<Vec<String>, SourceError> {
     let src = &config.source;
     let target = describe_target(&src.pg);
@@ -232,42 +283,65 @@ async fn create_slot_with_snapshot(
         return Ok(lines);
     }
 
-    // Read the lookup through a cursor in the slot's snapshot, a chunk at a
-    // time, so memory does not grow with the customers table.
-    let deriver = Deriver::default();
-    client
-        .simple_query(&format!(
-            "DECLARE capi_cdc_snapshot NO SCROLL CURSOR FOR {}",
-            deriver.customer_snapshot_sql()
-        ))
-        .await
-        .map_err(repl_err)?;
+    // Read every lookup table (and the state of `became_true` rules)
+    // through a cursor in the slot's snapshot, a chunk at a time, so memory
+    // does not grow with the tables.
+    let deriver = Deriver::new(config.rules.clone());
+    let snapshot_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let mut writer = spool.writer()?;
-    let mut count = 0u64;
-    loop {
-        let rows = client
-            .simple_query(&format!("FETCH {SNAPSHOT_CHUNK} FROM capi_cdc_snapshot"))
+    let mut counts = Vec::new();
+    for table in config.rules.tables() {
+        let Some((sql, relation)) = snapshot_query(&deriver, catalog, &table) else {
+            continue;
+        };
+        client
+            .simple_query(&format!(
+                "DECLARE capi_cdc_snapshot NO SCROLL CURSOR FOR {sql}"
+            ))
             .await
             .map_err(repl_err)?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in rows {
-            let text = |i: usize| {
-                row.get(i)
-                    .cloned()
-                    .flatten()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-            };
-            let fields = [text(0), text(1), text(2), text(3), text(4), text(5)];
-            if let Some(Effect::PutCustomer { id, identity }) =
-                deriver.customer_from_snapshot(&fields)
-            {
-                let json = serde_json::to_string(&identity).map_err(SourceError::Identity)?;
-                writer.put_customer(&id, &json)?;
+        let mut count = 0u64;
+        loop {
+            let rows = client
+                .simple_query(&format!("FETCH {SNAPSHOT_CHUNK} FROM capi_cdc_snapshot"))
+                .await
+                .map_err(repl_err)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                let values = relation
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let text = r
+                            .get(i)
+                            .cloned()
+                            .flatten()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned());
+                        match (text, c.type_oid) {
+                            (None, _) => Value::Null,
+                            (Some(t), oid::TIMESTAMPTZ) => {
+                                t.parse().map_or(Value::Null, Value::Timestamptz)
+                            }
+                            (Some(t), _) => Value::Text(t),
+                        }
+                    })
+                    .collect();
+                for effect in deriver.snapshot_row(snapshot_us, &relation, &Row { values }) {
+                    writer.apply_state(&effect)?;
+                }
                 count += 1;
             }
         }
+        client
+            .simple_query("CLOSE capi_cdc_snapshot")
+            .await
+            .map_err(repl_err)?;
+        counts.push(format!("{table}: {count}"));
     }
     client.simple_query("COMMIT").await.map_err(repl_err)?;
     // A gated session that never started replication waits for more gate
@@ -277,7 +351,62 @@ async fn create_slot_with_snapshot(
     writer.set_meta("slot", &src.slot)?;
     writer.commit(consistent_point)?;
     lines.push(format!(
-        "spooled the customers lookup snapshot ({count} customers, hashed) with checkpoint {consistent_point}"
+        "spooled the lookup snapshot ({} rows; identities hashed) with checkpoint {consistent_point}",
+        counts.join(", ")
     ));
     Ok(lines)
+}
+
+/// The snapshot query of one table (primary key and the columns lookups
+/// and `became_true` rules keep, as text; times as epoch µs) and the shape
+/// its rows are read with. `None` when the table needs no snapshot.
+fn snapshot_query(
+    deriver: &Deriver,
+    catalog: &Catalog,
+    table: &crate::derive::Table,
+) -> Option<(String, Relation)> {
+    let info = catalog.tables.get(table)?;
+    let wanted = deriver.snapshot_columns(table);
+    if wanted.is_empty() {
+        return None;
+    }
+    let pk: Vec<&str> = info.pk();
+    let mut columns: Vec<&str> = pk.clone();
+    columns.extend(
+        wanted
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !pk.contains(c)),
+    );
+    let mut select = Vec::new();
+    let mut shape = Vec::new();
+    for name in columns {
+        let is_time = info.columns.get(name).is_some_and(|c| c.is_time());
+        let q = quote_ident(name);
+        select.push(if is_time {
+            format!("(extract(epoch from {q}) * 1000000)::int8::text")
+        } else {
+            format!("{q}::text")
+        });
+        shape.push(Column {
+            name: name.to_owned(),
+            type_oid: if is_time { oid::TIMESTAMPTZ } else { oid::TEXT },
+            type_modifier: -1,
+            is_key: pk.contains(&name),
+        });
+    }
+    let sql = format!(
+        "SELECT {} FROM {}.{}",
+        select.join(", "),
+        quote_ident(&table.schema),
+        quote_ident(&table.name)
+    );
+    let relation = Relation {
+        oid: 0,
+        namespace: table.schema.clone(),
+        name: table.name.clone(),
+        replica_identity: ReplicaIdentity::Default,
+        columns: shape,
+    };
+    Some((sql, relation))
 }

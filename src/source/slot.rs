@@ -105,6 +105,12 @@ pub enum StartError {
         /// Its plugin.
         plugin: String,
     },
+    /// The slot exists but the spool never received its snapshot.
+    #[error("replication slot {slot} exists but the spool has no checkpoint: the lookup snapshot taken when the slot was created never reached this spool (an interrupted `capi-cdc setup`, or a new spool.path). Starting now would derive events without the consent, sessions and customers that existed before. Remedy: run `capi-cdc setup` again (it recreates the unused slot and takes the snapshot), or start anyway with `capi-cdc run --accept-gap`")]
+    NoSnapshot {
+        /// Slot.
+        slot: String,
+    },
     /// The slot belongs to another database.
     #[error("replication slot {slot} belongs to database {found}, not {expected}. Remedy: fix source.url or source.slot")]
     WrongDatabase {
@@ -155,7 +161,10 @@ pub fn start_position(
     }
     let slot_lsn = slot.confirmed_flush_lsn.unwrap_or_default();
     match checkpoint {
-        None => Ok(slot_lsn),
+        None if accept_gap => Ok(slot_lsn),
+        None => Err(StartError::NoSnapshot {
+            slot: slot.name.clone(),
+        }),
         Some(cp) if slot_lsn > cp => {
             if accept_gap {
                 Ok(slot_lsn)
@@ -192,9 +201,12 @@ mod tests {
     }
 
     #[test]
-    fn fresh_spool_starts_at_slot() {
+    fn a_spool_without_the_snapshot_is_refused_unless_accepted() {
+        let err = start_position(None, &slot(100, "reserved"), "shop", false).unwrap_err();
+        assert!(matches!(err, StartError::NoSnapshot { .. }));
+        assert!(err.to_string().contains("capi-cdc setup"), "{err}");
         assert_eq!(
-            start_position(None, &slot(100, "reserved"), "shop", false),
+            start_position(None, &slot(100, "reserved"), "shop", true),
             Ok(Lsn(100))
         );
     }

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::{now_ms, Result, Spool, SpoolError};
-use crate::derive::BusinessEvent;
+use crate::event::BusinessEvent;
 
 /// Due pending events of one destination, in spool order. `INDEXED BY`
 /// pins the partial index: without statistics SQLite would walk the primary

@@ -31,7 +31,7 @@ pub use writer::SpoolWriter;
 use crate::lsn::Lsn;
 
 /// Schema version written to `meta`; bump with a migration.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another writer before `SQLITE_BUSY`.
 /// The apply loop holds the write lock for the length of one batch (a huge
@@ -132,10 +132,29 @@ CREATE TABLE IF NOT EXISTS deliveries (
 DROP INDEX IF EXISTS deliveries_by_state;
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_pending_due ON deliveries (destination, not_before_ms) WHERE state = 'pending';
--- As-of lookup state: customers' hashed identity, as of the checkpoint.
-CREATE TABLE IF NOT EXISTS lookup_customers (
-    id       TEXT PRIMARY KEY,
-    identity TEXT NOT NULL
+-- As-of lookup state (consent, sessions, customers, items), as of the
+-- checkpoint: one row per source row, reached by its lookup key `k`.
+-- Hashes and pass-through values only.
+CREATE TABLE IF NOT EXISTS lookup_rows (
+    lookup     TEXT NOT NULL,
+    pk         TEXT NOT NULL,
+    k          TEXT NOT NULL,
+    updated_us INTEGER NOT NULL,
+    entry      TEXT NOT NULL,
+    PRIMARY KEY (lookup, pk)
+);
+CREATE INDEX IF NOT EXISTS lookup_rows_by_key ON lookup_rows (lookup, k, updated_us);
+-- Rows for which a became_true rule's condition holds (its previous state).
+CREATE TABLE IF NOT EXISTS rule_state (
+    rule TEXT NOT NULL,
+    pk   TEXT NOT NULL,
+    PRIMARY KEY (rule, pk)
+) WITHOUT ROWID;
+-- Counted reasons: fields left out of events, values clamped (no values).
+CREATE TABLE IF NOT EXISTS derive_notes (
+    reason     TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    last_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- Row changes that could not become events: kept with their position and
 -- reason (never the row's values) so nothing is lost silently.
@@ -178,6 +197,7 @@ impl Spool {
                     found: v,
                 })
             }
+            Some(v) if v < SCHEMA_VERSION => migrate(&conn, v).map_err(|e| spool.err(e))?,
             Some(_) => {}
             None => {
                 conn.execute(
@@ -264,6 +284,24 @@ impl Spool {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
+
+/// Upgrades an older spool in place, in one transaction.
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    if from < 2 {
+        // Version 1 kept only the customers lookup, as `{"meta": {...}}`
+        // identities: the same JSON a lookup entry's `identity` reads.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO lookup_rows (lookup, pk, k, updated_us, entry)
+                 SELECT 'customers', id, id, 0, json_object('identity', json(identity))
+                 FROM lookup_customers;
+             DROP TABLE lookup_customers;
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 /// Held by `run` while it owns the spool; dropping it releases the lock.

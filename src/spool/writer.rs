@@ -5,7 +5,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{now_ms, read_checkpoint, Result, Spool, SpoolError};
-use crate::derive::BusinessEvent;
+use crate::derive::{Effect, Entry, Lookup, LookupError};
+use crate::event::BusinessEvent;
 use crate::lsn::Lsn;
 
 /// Writes events, lookup state and the checkpoint atomically.
@@ -88,7 +89,7 @@ impl SpoolWriter {
             .map_err(|e| self.spool.err(e))?;
         let inserted = insert
             .execute(params![
-                event.event_id,
+                event.event_id.as_str(),
                 event.kind.as_str(),
                 event.commit_lsn.0 as i64,
                 event.event_time_s,
@@ -128,48 +129,52 @@ impl SpoolWriter {
         Ok(())
     }
 
-    /// A customer's stored (hashed) identity as of the open batch.
-    pub fn customer_json(&self, id: &str) -> Result<Option<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT identity FROM lookup_customers WHERE id = ?1")
-            .map_err(|e| self.spool.err(e))?;
-        stmt.query_row([id], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.spool.err(e))
+    /// Applies a lookup or rule-state effect inside the open batch.
+    pub fn apply_state(&mut self, effect: &Effect) -> Result<()> {
+        self.ensure_open()?;
+        let r = match effect {
+            Effect::PutLookup { lookup, pk, key, entry } => {
+                let json = serde_json::to_string(entry)
+                    .map_err(|source| self.corrupt(&format!("lookup {lookup} row"), source))?;
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO lookup_rows (lookup, pk, k, updated_us, entry) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (lookup, pk) DO UPDATE SET k = excluded.k, updated_us = excluded.updated_us, entry = excluded.entry",
+                    )
+                    .map_err(|e| self.spool.err(e))?;
+                stmt.execute(params![lookup, pk, key, entry.updated_us, json])
+            }
+            Effect::DeleteLookup { lookup, pk } => self
+                .conn
+                .prepare_cached("DELETE FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
+                .and_then(|mut s| s.execute(params![lookup, pk])),
+            Effect::ClearLookup { lookup } => self
+                .conn
+                .execute("DELETE FROM lookup_rows WHERE lookup = ?1", [lookup]),
+            Effect::RuleHeld { rule, pk, held: true } => self
+                .conn
+                .prepare_cached("INSERT INTO rule_state (rule, pk) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+                .and_then(|mut s| s.execute(params![rule, pk])),
+            Effect::RuleHeld { rule, pk, held: false } => self
+                .conn
+                .prepare_cached("DELETE FROM rule_state WHERE rule = ?1 AND pk = ?2")
+                .and_then(|mut s| s.execute(params![rule, pk])),
+            Effect::Note(note) => self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO derive_notes (reason, count, last_at_ms) VALUES (?1, 1, ?2)
+                     ON CONFLICT (reason) DO UPDATE SET count = count + 1, last_at_ms = excluded.last_at_ms",
+                )
+                .and_then(|mut s| s.execute(params![note.reason, now_ms()])),
+            _ => return Ok(()),
+        };
+        r.map(|_| ()).map_err(|e| self.err(e))
     }
 
-    /// Stores a customer's hashed identity (JSON) in the open batch.
-    pub fn put_customer(&mut self, id: &str, identity_json: &str) -> Result<()> {
-        self.ensure_open()?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO lookup_customers (id, identity) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET identity = excluded.identity",
-            )
-            .map_err(|e| self.spool.err(e))?;
-        stmt.execute([id, identity_json])
-            .map_err(|e| self.spool.err(e))?;
-        Ok(())
-    }
-
-    /// Forgets a customer (row deleted at the source).
-    pub fn delete_customer(&mut self, id: &str) -> Result<()> {
-        self.ensure_open()?;
-        self.conn
-            .execute("DELETE FROM lookup_customers WHERE id = ?1", [id])
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    /// Forgets every customer (TRUNCATE at the source).
-    pub fn clear_customers(&mut self) -> Result<()> {
-        self.ensure_open()?;
-        self.conn
-            .execute("DELETE FROM lookup_customers", [])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+    fn entry(&self, what: &str, json: Option<String>) -> Result<Option<Entry>> {
+        json.map(|j| serde_json::from_str(&j).map_err(|source| self.corrupt(what, source)))
+            .transpose()
     }
 
     /// Sets a `meta` value inside the open batch.
@@ -213,5 +218,61 @@ impl SpoolWriter {
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+}
+
+fn lookup_err(e: SpoolError) -> LookupError {
+    LookupError(Box::new(e))
+}
+
+impl Lookup for SpoolWriter {
+    fn by_pk(&self, lookup: &str, pk: &str) -> std::result::Result<Option<Entry>, LookupError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT entry FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
+            .and_then(|mut s| s.query_row(params![lookup, pk], |r| r.get(0)).optional())
+            .map_err(|e| lookup_err(self.err(e)))?;
+        self.entry(&format!("lookup {lookup} row"), json)
+            .map_err(lookup_err)
+    }
+
+    fn latest(&self, lookup: &str, key: &str) -> std::result::Result<Option<Entry>, LookupError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT entry FROM lookup_rows WHERE lookup = ?1 AND k = ?2
+                 ORDER BY updated_us DESC, rowid DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![lookup, key], |r| r.get(0)).optional())
+            .map_err(|e| lookup_err(self.err(e)))?;
+        self.entry(&format!("lookup {lookup} row"), json)
+            .map_err(lookup_err)
+    }
+
+    fn all(&self, lookup: &str, key: &str) -> std::result::Result<Vec<Entry>, LookupError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT entry FROM lookup_rows WHERE lookup = ?1 AND k = ?2 ORDER BY pk",
+            )
+            .map_err(|e| lookup_err(self.err(e)))?;
+        let rows = stmt
+            .query_map(params![lookup, key], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| lookup_err(self.err(e)))?;
+        rows.into_iter()
+            .map(|j| {
+                self.entry(&format!("lookup {lookup} row"), Some(j))
+                    .map(|e| e.unwrap_or_default())
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(lookup_err)
+    }
+
+    fn rule_held(&self, rule: &str, pk: &str) -> std::result::Result<bool, LookupError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM rule_state WHERE rule = ?1 AND pk = ?2")
+            .and_then(|mut s| s.exists(params![rule, pk]))
+            .map_err(|e| lookup_err(self.err(e)))
     }
 }

@@ -1,4 +1,5 @@
-//! Normalization and hashing vectors, Meta's published examples first.
+//! Meta normalization vectors (Meta's published examples first), and what
+//! `hash_user` and `keep_unchanged` do for both platforms.
 
 use super::*;
 
@@ -12,7 +13,11 @@ const VALERY: &str = "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac294
 const ZIP_94035: &str = "1794327a4d443904421f5ca1f3d72d0a62ba2f0770d80755ec2220fc0efb052e";
 const CA: &str = "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126";
 const NEWYORK: &str = "350c754ba4d38897693aa077ef43072a859d23f613443133fecbbd90a3512ca5";
-const UK_PHONE: &str = "033134b911b137918338415ee3d20a064b24773d36a3b02e8b99fdd3fcd6b4cd";
+/// `447911123456`: a valid UK mobile. (The old vector, 07700 900123, is in
+/// Ofcom's drama range, which libphonenumber holds invalid.)
+const UK_PHONE: &str = "40b5c38342a9c584ec707e8679b003f8c779c6aaa138c976ef94e049cc05208f";
+/// `+447911123456`: the same number in Google's form.
+const UK_PHONE_PLUS: &str = "20b18ac9de7b3aad174961827d8e451c410af9aedfd1d699927f4b29b81aa1fa";
 
 fn h(normalized: Option<String>) -> String {
     meta::hash(&normalized.expect("value should normalize"))
@@ -86,26 +91,26 @@ fn countries() {
 #[test]
 fn phones() {
     assert_eq!(
-        meta::phone("07700 900123", Some("GB")).as_deref(),
-        Some("447700900123")
+        meta::phone("07911 123456", Some("GB")).as_deref(),
+        Some("447911123456")
     );
     assert_eq!(
-        meta::phone("+44 7700 900123", None).as_deref(),
-        Some("447700900123")
+        meta::phone("+44 7911 123456", None).as_deref(),
+        Some("447911123456")
     );
     assert_eq!(
-        meta::phone("+44 (0)7700 900123", Some("de")).as_deref(),
-        Some("447700900123")
+        meta::phone("+44 (0)7911 123456", Some("de")).as_deref(),
+        Some("447911123456")
     );
     assert_eq!(
-        meta::phone("0044 7700 900123", Some("us")).as_deref(),
-        Some("447700900123")
+        meta::phone("0044 7911 123456", Some("us")).as_deref(),
+        Some("447911123456")
     );
     assert_eq!(
-        meta::phone("447700900123", Some("gb")).as_deref(),
-        Some("447700900123")
+        meta::phone("447911123456", Some("gb")).as_deref(),
+        Some("447911123456")
     );
-    assert_eq!(h(meta::phone("07700 900123", Some("gb"))), UK_PHONE);
+    assert_eq!(h(meta::phone("07911 123456", Some("gb"))), UK_PHONE);
     assert_eq!(
         meta::phone("1 (650) 555-1212", Some("us")).as_deref(),
         Some("16505551212")
@@ -115,8 +120,8 @@ fn phones() {
         Some("16505551212")
     );
     assert_eq!(
-        meta::phone("011 44 7700 900123", Some("us")).as_deref(),
-        Some("447700900123")
+        meta::phone("011 44 7911 123456", Some("us")).as_deref(),
+        Some("447911123456")
     );
     assert_eq!(
         meta::phone("555-1212", Some("us")),
@@ -144,7 +149,7 @@ fn phones() {
         Some("61412345678")
     );
     assert_eq!(
-        meta::phone("07700 900123", None),
+        meta::phone("07911 123456", None),
         None,
         "trunk zero without a country"
     );
@@ -155,6 +160,30 @@ fn phones() {
     assert_eq!(meta::phone("+1 23", None), None, "too short");
     assert_eq!(meta::phone("+1234567890123456", None), None, "too long");
     assert_eq!(meta::phone("", Some("us")), None);
+    // New with libphonenumber: validity per country, other IDDs, tel: URIs.
+    assert_eq!(
+        meta::phone("07700 900123", Some("gb")),
+        None,
+        "Ofcom drama range: never assigned, libphonenumber holds it invalid"
+    );
+    assert_eq!(
+        meta::phone("0011 44 7911 123456", Some("au")).as_deref(),
+        Some("447911123456"),
+        "Australia's international prefix"
+    );
+    assert_eq!(
+        meta::phone("tel:+44-7911-123456;ext=2", None).as_deref(),
+        Some("447911123456")
+    );
+    assert_eq!(
+        meta::phone("650-555-1212 x12", Some("us")).as_deref(),
+        Some("16505551212")
+    );
+    assert_eq!(
+        meta::phone("6505551212", None),
+        None,
+        "national digits without a country are not guessed"
+    );
 }
 
 #[test]
@@ -179,17 +208,30 @@ fn prehashed_values_pass_through_lowercased() {
         "not hashed twice"
     );
     let user = RawUser {
-        email: Some(Pii::new(upper)),
+        email: Some(Pii::new(&upper)),
+        phone: Some(Pii::new(&upper)),
+        zip: Some(Pii::new(&upper)),
         ..RawUser::default()
     };
-    assert_eq!(hash_user(&user, None).em.unwrap().as_str(), JOHN_EMAIL);
+    let (ids, dropped) = hash_user(&user, None);
+    assert_eq!(dropped, []);
+    for digest in [&ids.meta.em, &ids.meta.ph, &ids.meta.zp] {
+        assert_eq!(digest.as_ref().unwrap().as_str(), JOHN_EMAIL);
+    }
+    for digest in [&ids.google.email, &ids.google.phone] {
+        assert_eq!(digest.as_ref().unwrap().as_str(), JOHN_EMAIL);
+    }
+    assert_eq!(
+        ids.google.postal_code, None,
+        "a digest is never sent in clear"
+    );
 }
 
 #[test]
 fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
     let user = RawUser {
         email: Some(Pii::new("John_Smith@gmail.com")),
-        phone: Some(Pii::new("07700 900123")),
+        phone: Some(Pii::new("07911 123456")),
         first_name: Some(Pii::new("Mary")),
         last_name: None,
         city: Some(Pii::new("New York")),
@@ -198,9 +240,11 @@ fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
         country: Some(Pii::new("United Kingdom")),
         external_id: Some(Pii::new("   ")),
     };
-    let hashes = hash_user(&user, None);
-    assert_eq!(hashes.ph.as_ref().unwrap().as_str(), UK_PHONE);
-    let json = serde_json::to_value(&hashes).unwrap();
+    let (ids, dropped) = hash_user(&user, None);
+    assert_eq!(dropped, [], "blank external_id is absent, not dropped");
+    assert_eq!(ids.meta.ph.as_ref().unwrap().as_str(), UK_PHONE);
+    assert_eq!(ids.google.phone.as_ref().unwrap().as_str(), UK_PHONE_PLUS);
+    let json = serde_json::to_value(&ids.meta).unwrap();
     let obj = json.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
@@ -210,21 +254,116 @@ fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
     assert_eq!(obj["ct"], NEWYORK);
     assert_eq!(obj["st"], CA);
     assert_eq!(obj["zp"], ZIP_94035);
-    assert!(hash_user(&RawUser::default(), None).is_empty());
+    let (empty, none) = hash_user(&RawUser::default(), None);
+    assert!(empty.is_empty() && none.is_empty());
 
     // An explicit hint (billing country) wins over the user's country.
     let uk_mobile = RawUser {
-        phone: Some(Pii::new("07700 900123")),
+        phone: Some(Pii::new("07911 123456")),
         ..RawUser::default()
     };
+    let (ids, dropped) = hash_user(&uk_mobile, None);
+    assert_eq!(ids.meta.ph, None, "no country: trunk zero is unusable");
     assert_eq!(
-        hash_user(&uk_mobile, None).ph,
-        None,
-        "no country: trunk zero is unusable"
+        dropped,
+        [Dropped {
+            field: Field::Phone,
+            reason: "national number without a country"
+        }]
     );
-    let with_hint = hash_user(&uk_mobile, Some("United Kingdom"));
-    assert_eq!(with_hint.ph.unwrap().as_str(), UK_PHONE);
-    assert_eq!(with_hint.country, None, "the hint is not sent as country");
+    let (with_hint, dropped) = hash_user(&uk_mobile, Some("United Kingdom"));
+    assert!(dropped.is_empty());
+    assert_eq!(with_hint.meta.ph.unwrap().as_str(), UK_PHONE);
+    assert_eq!(
+        with_hint.meta.country, None,
+        "the hint is not sent as country"
+    );
+    assert_eq!(with_hint.google.region_code, None);
+    // A hint that names no country falls back to the user's own.
+    let with_country = RawUser {
+        country: Some(Pii::new("GB")),
+        ..uk_mobile
+    };
+    let (ids, _) = hash_user(&with_country, Some("Atlantis"));
+    assert_eq!(ids.meta.ph.unwrap().as_str(), UK_PHONE);
+}
+
+#[test]
+fn unusable_values_are_reported_by_field_without_the_value() {
+    let user = RawUser {
+        email: Some(Pii::new("jane.doe@localhost")),
+        phone: Some(Pii::new("555-1212")),
+        first_name: Some(Pii::new(" .,- ")),
+        city: Some(Pii::new("123")),
+        zip: Some(Pii::new("1")),
+        country: Some(Pii::new("Atlantis")),
+        external_id: Some(Pii::new("cust-42")),
+        ..RawUser::default()
+    };
+    let (ids, dropped) = hash_user(&user, Some("us"));
+    let fields: Vec<&str> = dropped.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["email", "phone", "first_name", "city", "zip", "country"]
+    );
+    assert_eq!(dropped[1].reason, "not a valid number for its country");
+    let text = format!("{dropped:?}");
+    for raw in ["jane", "1212", "Atlantis", "123"] {
+        assert!(!text.contains(raw), "{raw} leaked into {text}");
+    }
+    let only_external_id = UserIds {
+        meta: MetaUserHashes {
+            external_id: ids.meta.external_id.clone(),
+            ..MetaUserHashes::default()
+        },
+        ..UserIds::default()
+    };
+    assert_eq!(ids, only_external_id, "nothing else is sent");
+}
+
+#[test]
+fn keep_unchanged_copies_every_output_of_a_field() {
+    let full = RawUser {
+        email: Some(Pii::new("a@b.co")),
+        phone: Some(Pii::new("+18005550100")),
+        first_name: Some(Pii::new("Mary")),
+        last_name: Some(Pii::new("Smith")),
+        city: Some(Pii::new("New York")),
+        state: Some(Pii::new("NY")),
+        zip: Some(Pii::new("10001")),
+        country: Some(Pii::new("US")),
+        external_id: Some(Pii::new("c-1")),
+    };
+    let (previous, _) = hash_user(&full, None);
+    let fields = [
+        Field::Email,
+        Field::Phone,
+        Field::FirstName,
+        Field::LastName,
+        Field::City,
+        Field::State,
+        Field::Zip,
+        Field::Country,
+        Field::ExternalId,
+    ];
+    let mut ids = UserIds::default();
+    for field in fields {
+        keep_unchanged(&mut ids, field, &previous);
+    }
+    assert_eq!(ids, previous, "all fields together restore everything");
+
+    let mut ids = UserIds::default();
+    keep_unchanged(&mut ids, Field::Country, &previous);
+    assert_eq!(ids.meta.country, previous.meta.country);
+    assert_eq!(ids.google.region_code.as_deref(), Some("US"));
+    assert!(ids.meta.em.is_none() && ids.google.email.is_none());
+    let mut ids = UserIds::default();
+    keep_unchanged(&mut ids, Field::Zip, &previous);
+    assert_eq!(ids.meta.zp, previous.meta.zp);
+    assert_eq!(ids.google.postal_code.as_deref(), Some("10001"));
+    let mut ids = UserIds::default();
+    keep_unchanged(&mut ids, Field::ExternalId, &previous);
+    assert!(ids.meta.external_id.is_some() && ids.google.is_empty());
 }
 
 #[test]
@@ -233,9 +372,11 @@ fn pii_is_redacted_and_sha_validates() {
     assert_eq!(format!("{p:?} {p}"), "[redacted] [redacted]");
     let user = RawUser {
         email: Some(p),
+        phone: Some(Pii::new("+18005550100")),
         ..RawUser::default()
     };
-    assert!(!format!("{user:?}").contains("john"));
+    let debug = format!("{user:?} {user:#?}");
+    assert!(!debug.contains("john") && !debug.contains("555"), "{debug}");
 
     let ok: Sha256Hex = serde_json::from_value(serde_json::json!(US)).unwrap();
     assert_eq!(serde_json::to_string(&ok).unwrap(), format!("\"{US}\""));
@@ -245,9 +386,14 @@ fn pii_is_redacted_and_sha_validates() {
 }
 
 #[test]
-fn tables_are_complete() {
-    let (iso, calling, states) = meta::table_sizes();
-    assert_eq!(iso, 249);
-    assert!(calling >= 60, "{calling} calling codes");
-    assert_eq!(states, 52, "50 states + DC + the 'washington dc' alias");
+fn field_names_and_tables() {
+    assert_eq!(Field::Email.as_str(), "email");
+    assert_eq!(Field::FirstName.as_str(), "first_name");
+    assert_eq!(Field::ExternalId.as_str(), "external_id");
+    assert_eq!(country::iso_count(), 249);
+    assert_eq!(
+        meta::us_state_count(),
+        52,
+        "50 states + DC + the 'washington dc' alias"
+    );
 }

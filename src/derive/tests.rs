@@ -1,0 +1,1 @@
+//! Derivation over an in-memory lookup store.

@@ -1,0 +1,184 @@
+//! Money as exact decimal text with an ISO 4217 currency. Never a float: a
+//! value read from `numeric(12,2)` reaches the platform digit for digit.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A finite decimal number as text: optional `-`, digits, optional `.digits`
+/// (PostgreSQL's `numeric` output without NaN or infinities). Serialized as a
+/// JSON string in the spool; delivery writes it as a JSON number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Decimal(String);
+
+/// Why money could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MoneyError {
+    /// Not a finite decimal.
+    #[error("not a finite decimal number")]
+    NotDecimal,
+    /// Not a current ISO 4217 code.
+    #[error("{0:?} is not an ISO 4217 currency code")]
+    Currency(String),
+}
+
+impl Decimal {
+    /// Accepts `-?[0-9]+(\.[0-9]+)?` (surrounding whitespace trimmed).
+    pub fn parse(text: &str) -> Result<Decimal, MoneyError> {
+        let t = text.trim();
+        let body = t.strip_prefix('-').unwrap_or(t);
+        let (int, frac) = match body.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (body, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        if digits(int) && frac.is_none_or(digits) {
+            Ok(Decimal(t.to_owned()))
+        } else {
+            Err(MoneyError::NotDecimal)
+        }
+    }
+
+    /// An integer count of minor units (cents) as a decimal with `scale`
+    /// fraction digits: `(1999, 2)` → `19.99`.
+    pub fn from_minor_units(units: i64, scale: u32) -> Decimal {
+        let neg = units < 0;
+        let digits = units.unsigned_abs().to_string();
+        let scale = scale as usize;
+        let text = if scale == 0 {
+            digits
+        } else {
+            let padded = format!("{digits:0>width$}", width = scale + 1);
+            let (int, frac) = padded.split_at(padded.len() - scale);
+            format!("{int}.{frac}")
+        };
+        Decimal(if neg { format!("-{text}") } else { text })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True below zero.
+    pub fn is_negative(&self) -> bool {
+        self.0.starts_with('-') && self.0.bytes().any(|c| (b'1'..=b'9').contains(&c))
+    }
+
+    /// Digits before the point (without sign or leading zeros).
+    pub fn integer_digits(&self) -> usize {
+        let body = self.0.trim_start_matches('-');
+        let int = body.split('.').next().unwrap_or_default();
+        int.trim_start_matches('0').len()
+    }
+}
+
+impl TryFrom<String> for Decimal {
+    type Error = MoneyError;
+    fn try_from(s: String) -> Result<Decimal, MoneyError> {
+        Decimal::parse(&s)
+    }
+}
+
+impl From<Decimal> for String {
+    fn from(d: Decimal) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A current ISO 4217 code, upper case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(iso_currency::Currency);
+
+impl Currency {
+    /// Parses a code in any case (`usd` → `USD`); unknown codes are errors.
+    pub fn parse(code: &str) -> Result<Currency, MoneyError> {
+        iso_currency::Currency::from_code(&code.trim().to_ascii_uppercase())
+            .map(Currency)
+            .ok_or_else(|| MoneyError::Currency(code.trim().chars().take(8).collect()))
+    }
+
+    /// The three-letter code.
+    pub fn code(self) -> &'static str {
+        self.0.code()
+    }
+
+    /// Fraction digits of the currency's minor unit (USD 2, JPY 0, BHD 3).
+    pub fn minor_unit_digits(self) -> u32 {
+        self.0.exponent().map_or(2, u32::from)
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+    fn try_from(s: String) -> Result<Currency, MoneyError> {
+        Currency::parse(&s)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.code().to_owned()
+    }
+}
+
+/// A value and its currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// Exact amount.
+    pub amount: Decimal,
+    /// ISO 4217.
+    pub currency: Currency,
+}
+
+impl Money {
+    /// Parses both parts.
+    pub fn new(amount: &str, currency: &str) -> Result<Money, MoneyError> {
+        Ok(Money {
+            amount: Decimal::parse(amount)?,
+            currency: Currency::parse(currency)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_text() {
+        assert_eq!(Decimal::parse(" 12.30 ").unwrap().as_str(), "12.30");
+        assert!(Decimal::parse("-0.5").unwrap().is_negative());
+        assert!(!Decimal::parse("-0.00").unwrap().is_negative());
+        for bad in ["NaN", "Infinity", "", ".5", "1.", "1e3", "--1", "1,5"] {
+            assert!(Decimal::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Decimal::parse("000123.4").unwrap().integer_digits(), 3);
+    }
+
+    #[test]
+    fn minor_units_use_the_currency_exponent() {
+        assert_eq!(Decimal::from_minor_units(1999, 2).as_str(), "19.99");
+        assert_eq!(Decimal::from_minor_units(5, 2).as_str(), "0.05");
+        assert_eq!(Decimal::from_minor_units(-5, 3).as_str(), "-0.005");
+        assert_eq!(Decimal::from_minor_units(1200, 0).as_str(), "1200");
+        assert_eq!(Currency::parse("jpy").unwrap().minor_unit_digits(), 0);
+        assert_eq!(Currency::parse("USD").unwrap().minor_unit_digits(), 2);
+        assert_eq!(Currency::parse("bhd").unwrap().minor_unit_digits(), 3);
+    }
+
+    #[test]
+    fn unknown_currencies_are_refused() {
+        assert!(Currency::parse("XYZ").is_err());
+        assert!(Currency::parse("US").is_err());
+        assert_eq!(Currency::parse(" eur ").unwrap().code(), "EUR");
+    }
+}

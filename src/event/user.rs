@@ -1,0 +1,241 @@
+//! Hashed identifiers, kept per platform.
+//!
+//! Meta and Google normalize differently before hashing (Google drops dots
+//! and `+tags` from gmail addresses, wants E.164 phones with the `+`, and
+//! takes country and postal code in clear), so an event carries one set of
+//! hashes per platform ([`UserIds`]). Derivation fills them
+//! (`derive::identity`); delivery only reads them.
+//!
+//! Invariant: nothing here holds a raw identifier. Every field is either a
+//! [`Sha256Hex`] or, for the few values a platform requires in clear (Google's
+//! address `regionCode` and `postalCode`), documented as such.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest as 64 lowercase hexadecimal characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Hex(String);
+
+/// Why a string is not a [`Sha256Hex`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a SHA-256 digest: expected 64 lowercase hexadecimal characters")]
+pub struct NotSha256Hex;
+
+impl Sha256Hex {
+    /// Accepts exactly 64 lowercase hex characters.
+    pub fn parse(value: &str) -> Result<Self, NotSha256Hex> {
+        if is_sha256_lower(value) {
+            Ok(Sha256Hex(value.to_owned()))
+        } else {
+            Err(NotSha256Hex)
+        }
+    }
+
+    /// SHA-256 of an already normalized value; a value that already is a
+    /// lowercase digest (pre-hashed input) is kept as is, never hashed twice.
+    pub fn of_normalized(normalized: &str) -> Sha256Hex {
+        if is_sha256_lower(normalized) {
+            Sha256Hex(normalized.to_owned())
+        } else {
+            sha256_hex(normalized)
+        }
+    }
+
+    /// The digest as lowercase hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Sha256Hex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Sha256Hex::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// SHA-256 of the UTF-8 bytes of a value, as lowercase hex.
+pub fn sha256_hex(normalized: &str) -> Sha256Hex {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(normalized.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    Sha256Hex(out)
+}
+
+/// Exactly 64 lowercase hex digits.
+pub fn is_sha256_lower(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Hashed `user_data` fields, serialized with Meta's keys; `None` is omitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaUserHashes {
+    /// Email.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub em: Option<Sha256Hex>,
+    /// Phone with country code.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ph: Option<Sha256Hex>,
+    /// First name (`fn` is a Rust keyword).
+    #[serde(rename = "fn", skip_serializing_if = "Option::is_none", default)]
+    pub fn_: Option<Sha256Hex>,
+    /// Last name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ln: Option<Sha256Hex>,
+    /// City.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ct: Option<Sha256Hex>,
+    /// State.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub st: Option<Sha256Hex>,
+    /// Postal code.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub zp: Option<Sha256Hex>,
+    /// Country.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub country: Option<Sha256Hex>,
+    /// External id (we always hash it; the browser Pixel must send the same hash).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub external_id: Option<Sha256Hex>,
+}
+
+impl MetaUserHashes {
+    /// True when no field survived normalization.
+    pub fn is_empty(&self) -> bool {
+        *self == MetaUserHashes::default()
+    }
+}
+
+/// Identifiers normalized per Google's rules (Data Manager `UserData`).
+///
+/// Email, phone and names are hashed; `region_code` and `postal_code` are
+/// sent in clear because Google requires them so (spec/google.md §6). An
+/// address is only usable complete, which delivery checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleUserHashes {
+    /// Email: gmail/googlemail dots and `+tag` removed, then hashed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub email: Option<Sha256Hex>,
+    /// Phone in E.164 (`+18005550100`), then hashed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phone: Option<Sha256Hex>,
+    /// Given name, hashed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub given_name: Option<Sha256Hex>,
+    /// Family name, hashed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub family_name: Option<Sha256Hex>,
+    /// ISO 3166-1 alpha-2, upper case, in clear.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub region_code: Option<String>,
+    /// Postal code, in clear.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub postal_code: Option<String>,
+}
+
+impl GoogleUserHashes {
+    /// True when nothing survived normalization.
+    pub fn is_empty(&self) -> bool {
+        *self == GoogleUserHashes::default()
+    }
+}
+
+/// One person's identifiers, hashed once per platform.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIds {
+    /// Meta's normalization.
+    #[serde(default, skip_serializing_if = "MetaUserHashes::is_empty")]
+    pub meta: MetaUserHashes,
+    /// Google's normalization.
+    #[serde(default, skip_serializing_if = "GoogleUserHashes::is_empty")]
+    pub google: GoogleUserHashes,
+}
+
+impl UserIds {
+    /// True when neither platform has an identifier.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty() && self.google.is_empty()
+    }
+
+    /// Fills every field that `self` lacks from `other` (an event's own
+    /// columns win over the customer lookup).
+    pub fn or(mut self, other: &UserIds) -> UserIds {
+        fn fill<T: Clone>(a: &mut Option<T>, b: &Option<T>) {
+            if a.is_none() {
+                a.clone_from(b);
+            }
+        }
+        let (m, o) = (&mut self.meta, &other.meta);
+        fill(&mut m.em, &o.em);
+        fill(&mut m.ph, &o.ph);
+        fill(&mut m.fn_, &o.fn_);
+        fill(&mut m.ln, &o.ln);
+        fill(&mut m.ct, &o.ct);
+        fill(&mut m.st, &o.st);
+        fill(&mut m.zp, &o.zp);
+        fill(&mut m.country, &o.country);
+        fill(&mut m.external_id, &o.external_id);
+        let (g, o) = (&mut self.google, &other.google);
+        fill(&mut g.email, &o.email);
+        fill(&mut g.phone, &o.phone);
+        fill(&mut g.given_name, &o.given_name);
+        fill(&mut g.family_name, &o.family_name);
+        fill(&mut g.region_code, &o.region_code);
+        fill(&mut g.postal_code, &o.postal_code);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_lowercase_hex_and_never_hashed_twice() {
+        // printf %s abc | sha256sum
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex("abc").as_str(), abc);
+        assert_eq!(Sha256Hex::of_normalized(abc).as_str(), abc);
+        assert!(Sha256Hex::parse(&abc.to_uppercase()).is_err());
+        assert!(Sha256Hex::parse("abc").is_err());
+    }
+
+    #[test]
+    fn own_fields_win_over_the_lookup() {
+        let own = UserIds {
+            meta: MetaUserHashes {
+                em: Some(sha256_hex("a")),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let lookup = UserIds {
+            meta: MetaUserHashes {
+                em: Some(sha256_hex("b")),
+                ph: Some(sha256_hex("c")),
+                ..Default::default()
+            },
+            google: GoogleUserHashes {
+                region_code: Some("US".into()),
+                ..Default::default()
+            },
+        };
+        let merged = own.or(&lookup);
+        assert_eq!(merged.meta.em, Some(sha256_hex("a")));
+        assert_eq!(merged.meta.ph, Some(sha256_hex("c")));
+        assert_eq!(merged.google.region_code.as_deref(), Some("US"));
+    }
+}
