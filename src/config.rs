@@ -450,17 +450,18 @@ fn meta_config(m: RawMeta) -> Result<MetaConfig, ConfigError> {
     }
     let timeout = Duration::from_millis(m.timeout_ms.unwrap_or(1500).max(100));
     let max_attempts = m.max_attempts.unwrap_or(12).max(1);
-    let consent_policy =
-        match m.consent_policy.as_deref() {
-            None | Some("send_limited") => ConsentPolicy::SendLimited,
-            Some("drop") => ConsentPolicy::Drop,
-            Some(other) => return Err(invalid(
+    let consent_policy = match m.consent_policy.as_deref() {
+        None | Some("send_limited") => ConsentPolicy::SendLimited,
+        Some("drop") => ConsentPolicy::Drop,
+        Some(other) => {
+            return Err(invalid(
                 "destinations.meta.consent_policy",
                 format!(
                     "{other:?}: use \"send_limited\" (the event without identifiers) or \"drop\""
                 ),
-            )),
-        };
+            ))
+        }
+    };
     for (kind, name) in &m.event_names {
         if let Err(e) = crate::event::Kind::new(kind) {
             return Err(invalid("destinations.meta.event_names", e.to_string()));

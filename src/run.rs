@@ -179,14 +179,18 @@ async fn session(
                 "wal_level is {wal_level} on {target}; logical decoding needs wal_level = logical. Remedy: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
             )));
         }
-        // Every table, column and type the rules name, before streaming.
-        let catalog =
-            source::catalog::read(&control, &target, &config.rules, &src.publication).await?;
-        let problems = source::catalog::check(&config.rules, &catalog, &src.publication, true);
-        if !problems.is_empty() {
-            return Err(SourceError::Rules(problems));
-        }
         let info = slot::slot_info(&control, &target, &src.slot).await?;
+        // Every table, column and type the rules name, before streaming
+        // (a missing slot comes first: `setup` also fixes the publication).
+        if info.is_some() {
+            let catalog =
+                source::catalog::read(&control, &target, &config.rules, &src.publication).await?;
+            let problems =
+                source::catalog::check(&config.rules, &catalog, &src.publication, true);
+            if !problems.is_empty() {
+                return Err(SourceError::Rules(problems));
+            }
+        }
         Ok::<_, SourceError>((version, info))
     }
     .await;

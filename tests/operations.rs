@@ -33,7 +33,7 @@ async fn setup_prints_sql_for_review_then_is_idempotent() {
         .join("\n");
     assert!(
         printed.contains(&format!(
-            "CREATE PUBLICATION \"{}\" FOR TABLE public.customers, public.orders",
+            "CREATE PUBLICATION \"{}\" FOR TABLE public.cart_items, public.checkout_payments, public.checkouts, public.consents, public.customers, public.leads, public.order_items, public.orders, public.product_views, public.sessions WITH",
             p.publication
         )),
         "{printed}"
@@ -93,7 +93,7 @@ async fn setup_prints_sql_for_review_then_is_idempotent() {
         ),
     )
     .await;
-    assert_eq!(tables, 2);
+    assert_eq!(tables, 10);
     // A table dropped from the publication is added back.
     p.sql(&format!(
         "ALTER PUBLICATION \"{}\" DROP TABLE public.orders",

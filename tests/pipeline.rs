@@ -24,7 +24,10 @@ async fn paid_orders_reach_meta_exactly_once_with_metas_hashes() {
     )
     .await;
     let lines = p.setup().await;
-    assert!(lines.iter().any(|l| l.contains("1 customers")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("public.customers: 1,")),
+        "{lines:?}"
+    );
     let running = p.start();
 
     // Single-row transactions, paid on insert.
@@ -176,7 +179,7 @@ async fn setup_snapshot_covers_every_customer_for_the_first_orders() {
         .await;
     let lines = p.setup().await;
     assert!(
-        lines.iter().any(|l| l.contains("12000 customers")),
+        lines.iter().any(|l| l.contains("public.customers: 12000,")),
         "{lines:?}"
     );
     let running = p.start();

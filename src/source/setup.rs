@@ -167,7 +167,7 @@ pub async fn setup(config: &Config, print_sql: bool) -> Result<SetupOutcome, Sou
                 "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
                 src.slot
             ));
-            out.lines.push("-- capi-cdc itself creates the slot over the replication protocol (CREATE_REPLICATION_SLOT ... SNAPSHOT 'use') so that it can read the customers lookup snapshot at the slot's consistent point; the SQL function above exports no snapshot.".into());
+            out.lines.push("-- capi-cdc itself creates the slot over the replication protocol (CREATE_REPLICATION_SLOT ... SNAPSHOT 'use') so that it can read the lookup tables at the slot's consistent point; the SQL function above exports no snapshot.".into());
         }
         if plan.sql.is_empty() && !plan.create_slot {
             out.lines
