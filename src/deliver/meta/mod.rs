@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Deserialize;
 
 use super::{Attempt, Destination};
+use crate::config::ConsentPolicy;
 use crate::config::MetaConfig;
-use crate::event::{BusinessEvent, MetaUserHashes};
+use crate::event::BusinessEvent;
+
+mod request;
 
 /// Ledger name of this destination.
 pub const DESTINATION: &str = "meta";
@@ -34,34 +36,6 @@ pub struct MetaDestination {
     config: MetaConfig,
     url: reqwest::Url,
     http: reqwest::Client,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    data: Vec<ServerEvent<'a>>,
-    access_token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    test_event_code: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct ServerEvent<'a> {
-    event_name: &'a str,
-    event_time: i64,
-    event_id: &'a str,
-    action_source: &'static str,
-    user_data: &'a MetaUserHashes,
-    custom_data: CustomData<'a>,
-}
-
-#[derive(Serialize)]
-struct CustomData<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    currency: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    order_id: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -112,34 +86,7 @@ impl MetaDestination {
 
     /// The request body for `events` (exposed for tests).
     pub fn body(&self, events: &[&BusinessEvent]) -> serde_json::Result<Vec<u8>> {
-        let data = events
-            .iter()
-            .map(|e| {
-                Ok(ServerEvent {
-                    event_name: self.event_name(e).unwrap_or_default(),
-                    event_time: e.event_time_s,
-                    event_id: e.event_id.as_str(),
-                    // Events derived from database rows carry no browser
-                    // URL or user agent, which `website` requires.
-                    action_source: "other",
-                    user_data: &e.user.meta,
-                    custom_data: CustomData {
-                        value: e
-                            .value
-                            .as_ref()
-                            .map(|m| RawValue::from_string(m.amount.as_str().to_owned()))
-                            .transpose()?,
-                        currency: e.value.as_ref().map(|m| m.currency.code()),
-                        order_id: e.order_id.as_deref(),
-                    },
-                })
-            })
-            .collect::<serde_json::Result<Vec<_>>>()?;
-        serde_json::to_vec(&Body {
-            data,
-            access_token: self.config.access_token.expose(),
-            test_event_code: self.config.test_event_code.as_deref(),
-        })
+        request::body(&self.config, events, |e| self.event_name(e))
     }
 }
 
@@ -234,6 +181,17 @@ impl Destination for MetaDestination {
                 event.kind
             ));
         };
+        if event.consent.user_data_denied() {
+            match self.config.consent_policy {
+                ConsentPolicy::Drop => {
+                    return Some("consent: ad_user_data denied at the commit and destinations.meta.consent_policy = drop".into())
+                }
+                ConsentPolicy::SendLimited if !request::limited_has_match_key(event) => {
+                    return Some("consent: ad_user_data denied at the commit; the limited event (no identifiers) has no IP or user agent to match on".into())
+                }
+                ConsentPolicy::SendLimited => {}
+            }
+        }
         if name == "Purchase" && event.value.is_none() {
             return Some("Meta requires value and currency on Purchase".into());
         }
