@@ -381,10 +381,14 @@ fn snapshot_query(
     let mut select = Vec::new();
     let mut shape = Vec::new();
     for name in columns {
-        let is_time = info.columns.get(name).is_some_and(|c| c.is_time());
+        let column = info.columns.get(name);
+        let is_time = column.is_some_and(|c| c.is_time());
         let q = quote_ident(name);
         select.push(if is_time {
             format!("(extract(epoch from {q}) * 1000000)::int8::text")
+        } else if column.is_some_and(|c| c.type_name == "inet") {
+            // The output function, as the stream sends it: no `/32`.
+            format!("format('%s', {q})")
         } else {
             format!("{q}::text")
         });

@@ -39,6 +39,8 @@ pub struct Pipeline {
     pub source_url: String,
     /// Extra lines for the `[source]` table.
     pub source_extra: String,
+    /// Extra tables at the end of the config (e.g. `[derive]`).
+    pub extra_toml: String,
     _sandbox_stop: watch::Sender<bool>,
 }
 
@@ -66,12 +68,17 @@ impl Pipeline {
 
     /// Like [`Pipeline::new`], on a cluster of the test's own.
     pub async fn new_on(cluster: &Cluster, prefix: &str) -> Pipeline {
+        Self::with_schema(cluster, prefix, SCHEMA).await
+    }
+
+    /// A fresh database with another schema (its own rules go in `extra_toml`).
+    pub async fn with_schema(cluster: &Cluster, prefix: &str, schema: &str) -> Pipeline {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let db = cluster.create_database(prefix).await;
-        db.execute_batch(SCHEMA).await;
+        db.execute_batch(schema).await;
         let sandbox = Sandbox::new(SandboxConfig {
             meta_pixel_id: PIXEL.into(),
             meta_access_token: TOKEN.into(),
@@ -101,6 +108,7 @@ impl Pipeline {
             admin_listen: "127.0.0.1:0".into(),
             source_url,
             source_extra: String::new(),
+            extra_toml: String::new(),
             _sandbox_stop: tx,
         }
     }
@@ -144,7 +152,10 @@ pixel_id = "{PIXEL}"
 access_token = "{token}"
 timeout_ms = 3000
 requests_per_second = 200
+
+{extra}
 "#,
+            extra = self.extra_toml,
             url = self.source_url,
             source_extra = self.source_extra,
             slot = self.slot,
@@ -233,6 +244,45 @@ requests_per_second = 200
 
     pub async fn sql(&self, sql: &str) {
         self.db.execute_batch(sql).await;
+    }
+
+    /// Every event in the spool (its JSON payload), by event ID.
+    pub fn spooled_events(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let conn = rusqlite::Connection::open(self.spool_file()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT event_id, payload FROM events")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(id, p)| (id, serde_json::from_str(&p).unwrap()))
+            .collect();
+        rows
+    }
+
+    /// Waits until the spool holds every one of `ids`.
+    pub async fn wait_spooled(
+        &self,
+        ids: &[&str],
+        within: Duration,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            if self.spool_file().exists() {
+                let events = self.spooled_events();
+                if ids.iter().all(|id| events.contains_key(*id)) {
+                    return events;
+                }
+                if start.elapsed() > within {
+                    panic!(
+                        "spooled {:?}, wanted {ids:?}",
+                        events.keys().collect::<Vec<_>>()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Distinct event IDs the sandbox accepted.
