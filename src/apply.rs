@@ -176,10 +176,10 @@ impl Applier {
                 wal_start, data, ..
             } => {
                 let lsn = Lsn(wal_start.as_u64());
-                let message = self
-                    .decoder
-                    .decode(data)
-                    .map_err(|source| ApplyError::Decode { lsn, source })?;
+                let message = match self.decoder.decode(data) {
+                    Ok(m) => m,
+                    Err(source) => return self.undecodable_row(lsn, data, source),
+                };
                 self.on_message(lsn, &message)?;
                 Ok(None)
             }
@@ -241,6 +241,40 @@ impl Applier {
             }
             ReplicationEvent::StoppedAt { .. } => Ok(None),
         }
+    }
+
+    /// A row change that cannot be decoded (a value its type's decoder
+    /// rejects, a tuple that does not match its relation) is recorded with
+    /// its table, LSN and reason, never its values, and the stream goes on:
+    /// one bad row must not crash-loop the connector while WAL piles up.
+    /// Anything else (a Relation message, framing outside a row) stays fatal
+    /// because what follows could not be read correctly.
+    fn undecodable_row(
+        &mut self,
+        lsn: Lsn,
+        data: &[u8],
+        source: DecodeError,
+    ) -> Result<Option<Lsn>, ApplyError> {
+        let is_row = matches!(data.first(), Some(b'I' | b'U' | b'D'));
+        let Some(tx) = self.open_tx.as_ref().filter(|_| is_row) else {
+            return Err(ApplyError::Decode { lsn, source });
+        };
+        if tx.skip {
+            return Ok(None);
+        }
+        let ctx = tx.ctx;
+        let relation = data
+            .get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .and_then(|oid| self.decoder.relation(oid))
+            .map_or_else(|| "unknown relation".to_owned(), |r| r.qualified_name());
+        let reason = format!("undecodable row change at WAL position {lsn}: {source}");
+        tracing::warn!(commit_lsn = %ctx.commit_lsn, lsn = %lsn, relation = %relation, reason = %source, "row change could not be decoded; recorded in the spool and skipped");
+        Metrics::add(&self.metrics.derive_failures, 1);
+        self.writer
+            .record_failure(ctx.commit_lsn, &relation, &reason)?;
+        Ok(None)
     }
 
     fn on_message(&mut self, lsn: Lsn, message: &Message) -> Result<(), ApplyError> {
@@ -344,3 +378,6 @@ impl Applier {
         Ok(cp)
     }
 }
+
+#[cfg(test)]
+mod tests;
