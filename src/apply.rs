@@ -339,7 +339,8 @@ impl Applier {
             Effect::PutLookup { .. }
             | Effect::DeleteLookup { .. }
             | Effect::ClearLookup { .. }
-            | Effect::RuleHeld { .. } => self.writer.apply_state(&effect)?,
+            | Effect::RuleHeld { .. }
+            | Effect::ClearRule { .. } => self.writer.apply_state(&effect)?,
             Effect::Failure { relation, reason } => {
                 tracing::warn!(commit_lsn = %ctx.commit_lsn, relation = %relation, reason = %reason, "row change could not become an event; recorded in the spool");
                 Metrics::add(&self.metrics.derive_failures, 1);

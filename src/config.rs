@@ -251,7 +251,8 @@ pub struct MetaConfig {
 /// Meta has no consent field: what to send when `ad_user_data` is denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentPolicy {
-    /// Send the event without identifiers (no user data, IP or click IDs).
+    /// Send the event without hashed identifiers or click cookies; only
+    /// what any HTTP request reveals (IP, user agent) stays.
     SendLimited,
     /// Do not send it; the ledger records it as skipped with the reason.
     Drop,

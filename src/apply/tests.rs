@@ -72,7 +72,11 @@ fn an_undecodable_row_is_recorded_with_table_and_lsn_and_the_stream_goes_on() {
     for e in &events {
         applier.on_event(e).unwrap();
     }
-    assert_eq!(applier.flush().unwrap(), Some(Lsn(0x510)), "the checkpoint moves past the bad row");
+    assert_eq!(
+        applier.flush().unwrap(),
+        Some(Lsn(0x510)),
+        "the checkpoint moves past the bad row"
+    );
     let conn = rusqlite::Connection::open(spool.path()).unwrap();
     let ids: Vec<String> = conn
         .prepare("SELECT event_id FROM events")
@@ -83,11 +87,19 @@ fn an_undecodable_row_is_recorded_with_table_and_lsn_and_the_stream_goes_on() {
         .collect();
     assert_eq!(ids, ["view-5"]);
     let (relation, reason): (String, String) = conn
-        .query_row("SELECT relation, reason FROM derive_failures", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT relation, reason FROM derive_failures", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!(relation, "public.product_views");
-    assert!(reason.contains("0/200") && reason.contains("product_views.id"), "{reason}");
-    assert!(!reason.contains("secret"), "the value is never recorded: {reason}");
+    assert!(
+        reason.contains("0/200") && reason.contains("product_views.id"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("secret"),
+        "the value is never recorded: {reason}"
+    );
     // A Relation message that cannot be read stays fatal.
     let mut bad = relation_msg(16_401);
     bad.truncate(12);
@@ -98,5 +110,8 @@ fn an_undecodable_row_is_recorded_with_table_and_lsn_and_the_stream_goes_on() {
             commit_time_micros: 2_000_000,
         })
         .unwrap();
-    assert!(matches!(applier.on_event(&xlog(0x800, bad)), Err(ApplyError::Decode { .. })));
+    assert!(matches!(
+        applier.on_event(&xlog(0x800, bad)),
+        Err(ApplyError::Decode { .. })
+    ));
 }

@@ -67,7 +67,7 @@ fn condition(c: &Condition, rel: &Relation, row: &Row) -> Option<bool> {
     }
     Some(match (&c.test, cell) {
         (Test::NotNull, cell) => matches!(cell, Cell::Some(_)),
-        (Test::In(set), Cell::Some(v)) => set.iter().any(|s| s == v.trim()),
+        (Test::In(set), Cell::Some(v)) => set.iter().any(|s| same_value(s, v.trim())),
         (Test::Compare(op, bound), Cell::Some(v)) => match v.trim().parse::<f64>() {
             Ok(x) => match op {
                 Cmp::Gt => x > *bound,
@@ -79,6 +79,11 @@ fn condition(c: &Condition, rel: &Relation, row: &Row) -> Option<bool> {
         },
         _ => false,
     })
+}
+
+/// Equal as text, or as numbers (`5` matches a numeric `5.00`).
+fn same_value(want: &str, got: &str) -> bool {
+    want == got || matches!((want.parse::<f64>(), got.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Builds the draft of `rule` for `row`; notes and failures go to `out`.

@@ -92,6 +92,11 @@ pub enum Effect {
         /// Holds now.
         held: bool,
     },
+    /// A `became_true` rule's table was truncated: no row holds any more.
+    ClearRule {
+        /// Rule name.
+        rule: String,
+    },
     /// A counted reason.
     Note(Note),
     /// A change that should have produced an event but could not; the
@@ -183,6 +188,16 @@ impl Deriver {
                     for def in self.rules.lookups_on(&table) {
                         out.push(Effect::ClearLookup {
                             lookup: def.name.clone(),
+                        });
+                    }
+                    for rule in self
+                        .rules
+                        .rules
+                        .iter()
+                        .filter(|r| r.became_true && r.table == table)
+                    {
+                        out.push(Effect::ClearRule {
+                            rule: rule.name.clone(),
                         });
                     }
                 }

@@ -144,6 +144,11 @@ pub async fn control_client(src: &SourceConfig) -> Result<tokio_postgres::Client
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(10));
     }
+    let options = match pg.get_options() {
+        Some(own) => format!("{own} {SESSION_OPTIONS}"),
+        None => SESSION_OPTIONS.to_owned(),
+    };
+    pg.options(&options);
     let plain = matches!(pg.get_ssl_mode(), PgSslMode::Disable)
         || matches!(pg.get_hosts().first(), Some(Host::Unix(_)));
     if plain {
@@ -274,8 +279,19 @@ pub fn replication_config(
     .with_wakeup_interval(opts.status_interval)
     .with_buffer_size(4096)
     .with_binary(opts.binary)
-    .with_application_name("capi-cdc"))
+    .with_application_name("capi-cdc")
+    .with_options(match pg.get_options() {
+        Some(own) => format!("{own} {SESSION_OPTIONS}"),
+        None => SESSION_OPTIONS.to_owned(),
+    }))
 }
+
+/// Session settings the decoder's text parsing and the snapshot's values
+/// depend on, pinned whatever the server's or role's defaults: ISO dates,
+/// UTC offsets, round-trip float digits. (Binary values on PostgreSQL 14+
+/// do not depend on them; text values on 13 and in the snapshot do.)
+pub const SESSION_OPTIONS: &str =
+    "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c TimeZone=UTC -c extra_float_digits=3";
 
 /// Prefix of the heartbeat messages capi-cdc writes into the WAL.
 pub const HEARTBEAT_PREFIX: &str = "capi_cdc.heartbeat";

@@ -399,8 +399,17 @@ fn snapshot_query(
             is_key: pk.contains(&name),
         });
     }
+    // In key order, so that among rows sharing a lookup key (a consent
+    // log) the one stored last, which `latest` prefers at equal times, is
+    // the one with the highest (most recent serial) key.
+    let order: Vec<String> = pk.iter().map(|c| quote_ident(c)).collect();
+    let order = if order.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", order.join(", "))
+    };
     let sql = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}{order}",
         select.join(", "),
         quote_ident(&table.schema),
         quote_ident(&table.name)

@@ -99,6 +99,23 @@ impl SpoolWriter {
             .map_err(|e| self.spool.err(e))?;
         drop(insert);
         if inserted == 0 {
+            // Same ID from another kind: two rules' templates collide, and
+            // the second event would vanish. Say so (rare path: conflicts only).
+            let kind: String = self
+                .conn
+                .prepare_cached("SELECT kind FROM events WHERE event_id = ?1")
+                .and_then(|mut s| s.query_row([event.event_id.as_str()], |r| r.get(0)))
+                .map_err(|e| self.spool.err(e))?;
+            if kind != event.kind.as_str() {
+                self.record_failure(
+                    event.commit_lsn,
+                    &format!("rules[{}]", event.rule),
+                    &format!(
+                        "event_id {} is already taken by a {kind} event: give rules[{}].event_id a prefix of its own",
+                        event.event_id, event.rule
+                    ),
+                )?;
+            }
             return Ok(false);
         }
         let seq = self.conn.last_insert_rowid();
@@ -156,6 +173,9 @@ impl SpoolWriter {
                 .conn
                 .prepare_cached("INSERT INTO rule_state (rule, pk) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
                 .and_then(|mut s| s.execute(params![rule, pk])),
+            Effect::ClearRule { rule } => self
+                .conn
+                .execute("DELETE FROM rule_state WHERE rule = ?1", [rule]),
             Effect::RuleHeld { rule, pk, held: false } => self
                 .conn
                 .prepare_cached("DELETE FROM rule_state WHERE rule = ?1 AND pk = ?2")
@@ -253,7 +273,8 @@ impl Lookup for SpoolWriter {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT entry FROM lookup_rows WHERE lookup = ?1 AND k = ?2 ORDER BY pk",
+                // Integer keys in numeric order (9 before 10), text keys as text.
+                "SELECT entry FROM lookup_rows WHERE lookup = ?1 AND k = ?2 ORDER BY length(pk), pk",
             )
             .map_err(|e| lookup_err(self.err(e)))?;
         let rows = stmt

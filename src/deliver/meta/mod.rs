@@ -187,7 +187,7 @@ impl Destination for MetaDestination {
                     return Some("consent: ad_user_data denied at the commit and destinations.meta.consent_policy = drop".into())
                 }
                 ConsentPolicy::SendLimited if !request::limited_has_match_key(event) => {
-                    return Some("consent: ad_user_data denied at the commit; the limited event (no identifiers) has no IP or user agent to match on".into())
+                    return Some("consent: ad_user_data denied at the commit; the limited event (no identifiers) has no client IP to match on".into())
                 }
                 ConsentPolicy::SendLimited => {}
             }
