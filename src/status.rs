@@ -25,6 +25,9 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
         );
         let _ = writeln!(out, "  events            {}", ledger.event_count()?);
         let _ = writeln!(out, "  derive failures   {}", ledger.derive_failures()?);
+        for (reason, count) in ledger.derive_notes(10)? {
+            let _ = writeln!(out, "  derive note       {count} × {reason}");
+        }
         if config.meta.is_some() {
             let c = ledger.counts(crate::deliver::meta::DESTINATION)?;
             let _ = writeln!(

@@ -142,6 +142,21 @@ async fn consent_and_click_ids_are_joined_as_of_each_commit_even_when_started_la
         "limited event carries no email hash: {text}"
     );
     running.stop().await;
+    // The policy's choice is recorded per event.
+    let conn = rusqlite::Connection::open(p.spool_file()).unwrap();
+    let reason: Option<String> = conn
+        .query_row(
+            "SELECT d.reason FROM deliveries d JOIN events e ON e.seq = d.seq WHERE e.event_id = 'purchase-2' AND d.state = 'delivered'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("sent limited")),
+        "{reason:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,5 +344,82 @@ async fn a_typo_in_the_rules_is_named_by_check_and_setup() {
     assert!(
         err.contains("rules[purchase].when[0]") && err.contains("can never fire"),
         "{err}"
+    );
+}
+
+/// Identifiers on the rule's own row (lead forms, guest checkouts, sign-ups)
+/// are hashed before anything is stored or logged, at debug level too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_pii_from_any_table_reaches_no_log_and_no_spool() {
+    let p = Pipeline::new("pii").await;
+    p.setup().await;
+    let log = p.dir.path().join("run.log");
+    let mut child = p.spawn_binary(&["run"], &log);
+    p.sql(
+        "INSERT INTO sessions (id, client_ip, user_agent) VALUES ('pii-s', '198.51.100.9', 'Mozilla/5.0');
+         INSERT INTO customers (id, email, phone, first_name, last_name, country, session_id)
+           VALUES (3, 'Signup.Person@Example.org', '(212) 555-0187', 'Philippa', 'Quartermaine', 'US', 'pii-s');
+         INSERT INTO leads (id, session_id, form, email, phone, first_name, country)
+           VALUES (4, 'pii-s', 'quote', 'Lead.Person@Example.net', '+44 7911 654321', 'Bartholomew', 'GB');
+         INSERT INTO checkouts (id, session_id, email, total) VALUES (5, 'pii-s', 'Guest.Buyer@Example.com', 9.99);
+         INSERT INTO leads (id, session_id, form, email, phone) VALUES (6, 'pii-s', 'quote', 'not-an-email', '12');",
+    )
+    .await;
+    p.wait_spooled(&["signup-3", "lead-4", "checkout-5", "lead-6"], WAIT)
+        .await;
+    p.wait_for_events(4, WAIT).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("streaming"),
+        "logging ran"
+    );
+    for suffix in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(format!("{}{suffix}", p.spool_file().display())) {
+            bytes.extend(b);
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).to_lowercase();
+    for needle in [
+        "signup.person",
+        "lead.person",
+        "guest.buyer",
+        "not-an-email",
+        "example.org",
+        "example.net",
+        "5550187",
+        "555-0187",
+        "7911654321",
+        "7911 654321",
+        "philippa",
+        "quartermaine",
+        "bartholomew",
+    ] {
+        assert!(
+            !text.contains(needle),
+            "{needle:?} found in the log or the spool"
+        );
+    }
+    // The malformed ones were dropped with a counted reason, not sent wrong.
+    let conn = rusqlite::Connection::open(p.spool_file()).unwrap();
+    let notes: Vec<String> = conn
+        .prepare("SELECT reason FROM derive_notes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("rules[lead]") && n.contains("email")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("rules[lead]") && n.contains("phone")),
+        "{notes:?}"
     );
 }

@@ -162,8 +162,19 @@ impl<D: Destination> Lane<D> {
             let seqs: Vec<i64> = group.iter().map(|p| p.seq).collect();
             match attempt {
                 Attempt::Delivered => {
-                    self.finish(&seqs, DeliveryState::Delivered, None, true)
+                    // Events sent in a policy's reduced form keep why (e.g.
+                    // Meta's limited events under denied consent).
+                    let (noted, plain): (Vec<&PendingEvent>, Vec<&PendingEvent>) = group
+                        .iter()
+                        .partition(|p| self.dest.delivered_note(&p.event).is_some());
+                    let plain: Vec<i64> = plain.iter().map(|p| p.seq).collect();
+                    self.finish(&plain, DeliveryState::Delivered, None, true)
                         .await?;
+                    for p in noted {
+                        let note = self.dest.delivered_note(&p.event).map(str::to_owned);
+                        self.finish(&[p.seq], DeliveryState::Delivered, note, true)
+                            .await?;
+                    }
                     let now = crate::spool::Ledger::now_ms();
                     let latency: i64 = group.iter().map(|p| (now - p.spooled_at_ms).max(0)).sum();
                     Metrics::add(&self.counters().delivered, seqs.len() as u64);

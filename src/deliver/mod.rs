@@ -77,6 +77,11 @@ pub trait Destination: Send + Sync + 'static {
     fn requests_per_second(&self) -> std::num::NonZeroU32;
     /// `Some(reason)` when policy says not to send this event at `now_s`.
     fn skip_reason(&self, event: &BusinessEvent, now_s: i64) -> Option<String>;
+    /// A note recorded with a delivered event that was sent in a reduced
+    /// form by policy (the ledger's reason column), e.g. "sent limited".
+    fn delivered_note(&self, _event: &BusinessEvent) -> Option<&'static str> {
+        None
+    }
     /// Sends one request with these events.
     fn send(&self, events: &[&BusinessEvent]) -> impl Future<Output = Attempt> + Send;
 }

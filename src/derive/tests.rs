@@ -602,3 +602,29 @@ fn sign_ups_hash_their_own_row_and_snapshot_rows_make_no_events() {
         "{snap:?}"
     );
 }
+
+#[test]
+fn an_expired_session_is_gone_for_later_events_and_intact_for_earlier_ones() {
+    let mut h = Harness::new();
+    h.tx(vec![insert(
+        &sessions(),
+        session(t("Gclid-Old"), Value::Null, Value::Null, Value::Null),
+    )]);
+    let fresh = h.tx(vec![insert(
+        &orders(),
+        order(1, "paid", Value::Numeric("1".into()), "USD"),
+    )]);
+    assert!(fresh[0].click_ids.google.is_some());
+    // 91 days later the 90-day session lookup has expired.
+    h.t_us += 91 * 86_400_000_000;
+    let late = h.tx(vec![insert(
+        &orders(),
+        order(2, "paid", Value::Numeric("1".into()), "USD"),
+    )]);
+    assert!(late[0].click_ids.is_empty(), "{:?}", late[0].click_ids);
+    assert!(late[0].session.is_empty());
+    assert!(
+        fresh[0].click_ids.google.is_some(),
+        "the earlier event keeps what it had"
+    );
+}

@@ -302,6 +302,20 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    /// Derivation's counted reasons (fields left out, values clamped), most
+    /// frequent first.
+    pub fn derive_notes(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT reason, count FROM derive_notes ORDER BY count DESC, reason LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// Milliseconds since the epoch (exposed for lanes that share the clock).
     pub fn now_ms() -> i64 {
         now_ms()

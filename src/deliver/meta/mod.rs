@@ -198,6 +198,12 @@ impl Destination for MetaDestination {
         None
     }
 
+    fn delivered_note(&self, event: &BusinessEvent) -> Option<&'static str> {
+        event.consent.user_data_denied().then_some(
+            "sent limited: ad_user_data denied at the commit (destinations.meta.consent_policy = send_limited), no hashed identifiers or click cookies",
+        )
+    }
+
     async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
         let body = match self.body(events) {
             Ok(b) => b,
