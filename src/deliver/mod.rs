@@ -18,6 +18,7 @@
 //! Shared mechanics live in [`lane`]; each platform supplies request
 //! building and error classification ([`meta`]).
 
+pub mod google;
 mod lane;
 pub mod meta;
 
