@@ -25,7 +25,7 @@ use crate::deliver;
 use crate::lsn::Lsn;
 use crate::source::slot::{self, StartError};
 use crate::source::{self, describe_target, SourceError, StreamOptions};
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{LedgerTarget, Spool, SpoolError};
 use crate::telemetry::Metrics;
 
 /// Flags of `capi-cdc run`.
@@ -83,18 +83,24 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut wakes: Vec<Arc<Notify>> = Vec::new();
     let mut lanes = Vec::new();
+    let mut targets = Vec::new();
     if let Some(meta) = &config.meta {
-        let wake = Arc::new(Notify::new());
-        writer.set_destinations(vec![deliver::meta::DESTINATION]);
-        lanes.push(deliver::spawn_meta_lane(
-            meta.clone(),
-            spool.clone(),
+        targets.push(LedgerTarget {
+            name: deliver::meta::DESTINATION,
+            lanes: meta.delivery.lanes.clone(),
+        });
+        let started = deliver::spawn(
+            deliver::meta::MetaDestination::new(meta.clone()),
+            &spool,
             metrics.clone(),
-            wake.clone(),
             stop_rx.clone(),
-        )?);
-        wakes.push(wake);
+        )?;
+        lanes.extend(started.tasks);
+        wakes.extend(started.wakes);
     }
+    // Only destinations enabled now get ledger rows for new events; events
+    // spooled before a destination was enabled reach it through replay.
+    writer.set_destinations(targets);
     let admin = crate::admin::spawn(
         config.admin.listen,
         spool.clone(),

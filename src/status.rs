@@ -28,13 +28,18 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
         for (reason, count) in ledger.derive_notes(10)? {
             let _ = writeln!(out, "  derive note       {count} × {reason}");
         }
-        if config.meta.is_some() {
-            let c = ledger.counts(crate::deliver::meta::DESTINATION)?;
-            let _ = writeln!(
-                out,
-                "  meta              delivered {}, pending {}, dead-lettered {}, skipped {}",
-                c.delivered, c.pending, c.dead, c.skipped
-            );
+        let b = ledger.breakdown()?;
+        for (kind, n) in &b.derived {
+            let _ = writeln!(out, "  derived           {kind}: {n}");
+        }
+        for (dest, kinds) in &b.destinations {
+            for (kind, c) in kinds {
+                let _ = writeln!(
+                    out,
+                    "  {dest:<17} {kind}: pending {}, delivered {}, skipped {}, dead-lettered {}",
+                    c.pending, c.delivered, c.skipped, c.dead
+                );
+            }
         }
         checkpoint
     } else {

@@ -55,25 +55,181 @@ pub struct Metrics {
     pub streaming: AtomicU64,
     /// Our own heartbeat messages seen coming back through the stream.
     pub heartbeats: AtomicU64,
-    /// The Meta lane.
-    pub meta: LaneMetrics,
+    /// Delivery, by destination and by destination × kind.
+    pub delivery: DeliveryMetrics,
 }
 
-/// Counters of one delivery lane.
+/// Counters of one destination (both lanes).
 #[derive(Debug, Default)]
-pub struct LaneMetrics {
+pub struct DestinationMetrics {
+    /// HTTP attempts.
+    pub requests: AtomicU64,
+    /// Time spent waiting for the rate limiter, ms.
+    pub rate_limit_wait_ms: AtomicU64,
+    /// Answers that said "slow down" (429, quota), each a wait without an attempt.
+    pub throttled: AtomicU64,
+    /// 1 while the destination is paused for the operator (bad credentials).
+    pub paused: AtomicU64,
+    /// Sum of spool-commit-to-acceptance latency, ms.
+    pub latency_ms_sum: AtomicU64,
+    /// Events in that sum.
+    pub latency_count: AtomicU64,
+}
+
+/// Counters of one destination × event kind.
+#[derive(Debug, Default)]
+pub struct KindMetrics {
     /// Events accepted by the platform.
     pub delivered: AtomicU64,
     /// Events dead-lettered.
     pub dead: AtomicU64,
     /// Events skipped by policy.
     pub skipped: AtomicU64,
-    /// HTTP attempts.
-    pub requests: AtomicU64,
-    /// Attempts that failed and will be retried.
+    /// Transient failures that were retried or gave up.
     pub retries: AtomicU64,
-    /// Sum of spool-commit-to-acceptance latency, ms.
-    pub latency_ms_sum: AtomicU64,
+}
+
+/// Delivery metrics, labelled by destination and kind.
+#[derive(Debug, Default)]
+pub struct DeliveryMetrics {
+    destinations:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<DestinationMetrics>>>,
+    kinds:
+        std::sync::Mutex<std::collections::BTreeMap<(String, String), std::sync::Arc<KindMetrics>>>,
+}
+
+impl DeliveryMetrics {
+    /// Makes a destination known (so it renders before its first request).
+    pub fn register(&self, destination: &str) {
+        self.destination(destination, |_| {});
+    }
+
+    /// Runs `f` on a destination's counters.
+    pub fn destination(&self, destination: &str, f: impl FnOnce(&DestinationMetrics)) {
+        let d = {
+            let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(destination.to_owned()).or_default().clone()
+        };
+        f(&d);
+    }
+
+    /// Adds `n` to one destination × kind counter.
+    pub fn count(
+        &self,
+        destination: &str,
+        kind: &str,
+        field: impl Fn(&KindMetrics) -> &AtomicU64,
+        n: u64,
+    ) {
+        let k = {
+            let mut map = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((destination.to_owned(), kind.to_owned()))
+                .or_default()
+                .clone()
+        };
+        field(&k).fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Destinations paused for the operator.
+    pub fn paused(&self) -> Vec<String> {
+        let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, d)| d.paused.load(Ordering::Relaxed) == 1)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let dests: Vec<(String, std::sync::Arc<DestinationMetrics>)> = {
+            let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let kinds: Vec<((String, String), std::sync::Arc<KindMetrics>)> = {
+            let map = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        type DestField = fn(&DestinationMetrics) -> &AtomicU64;
+        let per_dest: [(&str, &str, &str, DestField); 6] = [
+            (
+                "capi_cdc_requests_total",
+                "counter",
+                "HTTP attempts.",
+                |d| &d.requests,
+            ),
+            (
+                "capi_cdc_rate_limit_wait_ms_total",
+                "counter",
+                "Time spent waiting for the destination's rate limiter, ms.",
+                |d| &d.rate_limit_wait_ms,
+            ),
+            (
+                "capi_cdc_throttled_total",
+                "counter",
+                "Answers that asked to slow down (429, quota); waits without an attempt.",
+                |d| &d.throttled,
+            ),
+            (
+                "capi_cdc_destination_paused",
+                "gauge",
+                "1 while the destination is paused for the operator (credentials).",
+                |d| &d.paused,
+            ),
+            (
+                "capi_cdc_delivery_latency_ms_sum",
+                "counter",
+                "Sum of spool commit to acceptance latency, ms.",
+                |d| &d.latency_ms_sum,
+            ),
+            (
+                "capi_cdc_delivery_latency_ms_count",
+                "counter",
+                "Events in capi_cdc_delivery_latency_ms_sum.",
+                |d| &d.latency_count,
+            ),
+        ];
+        for (name, kind, help, field) in per_dest {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (dest, d) in &dests {
+                out.push_str(&format!(
+                    "{name}{{destination=\"{dest}\"}} {}\n",
+                    get(field(d))
+                ));
+            }
+        }
+        type KindField = fn(&KindMetrics) -> &AtomicU64;
+        let per_kind: [(&str, &str, KindField); 4] = [
+            (
+                "capi_cdc_delivered_total",
+                "Events accepted by the destination.",
+                |k| &k.delivered,
+            ),
+            (
+                "capi_cdc_dead_lettered_total",
+                "Events dead-lettered, with the platform's reason in the ledger.",
+                |k| &k.dead,
+            ),
+            (
+                "capi_cdc_skipped_total",
+                "Events not sent by policy, with the reason in the ledger.",
+                |k| &k.skipped,
+            ),
+            (
+                "capi_cdc_retries_total",
+                "Transient failures retried (or given up on).",
+                |k| &k.retries,
+            ),
+        ];
+        for (name, help, field) in per_kind {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for ((dest, kind), k) in &kinds {
+                out.push_str(&format!(
+                    "{name}{{destination=\"{dest}\",kind=\"{kind}\"}} {}\n",
+                    get(field(k))
+                ));
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -157,40 +313,7 @@ impl Metrics {
             "Heartbeat messages seen back in the stream.",
             get(&self.heartbeats),
         );
-        // Google's lanes join this list in a later issue.
-        #[allow(clippy::single_element_loop)]
-        for (dest, lane) in [("meta", &self.meta)] {
-            let mut labeled = |name: &str, help: &str, value: u64| {
-                out.push_str(&format!(
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{destination=\"{dest}\"}} {value}\n"
-                ));
-            };
-            labeled(
-                "capi_cdc_delivered_total",
-                "Events accepted by the destination.",
-                get(&lane.delivered),
-            );
-            labeled(
-                "capi_cdc_dead_lettered_total",
-                "Events dead-lettered, with the platform's reason in the ledger.",
-                get(&lane.dead),
-            );
-            labeled(
-                "capi_cdc_skipped_total",
-                "Events not sent by policy, with the reason in the ledger.",
-                get(&lane.skipped),
-            );
-            labeled(
-                "capi_cdc_requests_total",
-                "HTTP attempts.",
-                get(&lane.requests),
-            );
-            labeled(
-                "capi_cdc_retries_total",
-                "Attempts that failed and will be retried.",
-                get(&lane.retries),
-            );
-        }
+        self.delivery.render(&mut out);
         out
     }
 }

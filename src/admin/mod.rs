@@ -55,10 +55,24 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         .streaming
         .load(std::sync::atomic::Ordering::Relaxed)
         == 1;
-    if streaming {
-        (StatusCode::OK, "ready\n")
+    let paused = state.metrics.delivery.paused();
+    if !streaming {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not streaming\n".to_owned(),
+        )
+    } else if !paused.is_empty() {
+        // A destination that needs the operator (bad credentials) is not
+        // ready: events pile up until someone fixes it.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "destination paused: {} (see the logs for the remedy)\n",
+                paused.join(", ")
+            ),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not streaming\n")
+        (StatusCode::OK, "ready\n".to_owned())
     }
 }
 
@@ -81,7 +95,7 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
                 "checkpoint": spool.checkpoint()?.map(|l| l.to_string()),
                 "events": ledger.event_count()?,
                 "derive_failures": ledger.derive_failures()?,
-                "destinations": { "meta": ledger.counts(crate::deliver::meta::DESTINATION)? },
+                "kinds": ledger.breakdown()?,
             }))
         },
     )

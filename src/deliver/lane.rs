@@ -1,29 +1,64 @@
-//! The lane loop shared by every destination: read due events, skip by
-//! policy, rate-limit, send, bisect rejected batches, record outcomes, wait.
+//! The lane loop shared by every destination: read due events of one lane,
+//! skip by policy, hold, batch, rate-limit, send, bisect rejected batches,
+//! record outcomes, wait.
+//!
+//! A destination has two lanes over the same ledger, told apart by the
+//! ledger row's `lane`: **real-time** sends whatever is due as soon as it is
+//! free; **batched** waits until `max_batch_events` are due or the oldest
+//! has waited `batch_max_age`. Both take tokens from one [`Limiter`].
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 
 use super::{Attempt, Destination};
-use crate::event::BusinessEvent;
+use crate::event::{BusinessEvent, LaneKind};
 use crate::spool::{DeliveryState, Ledger, PendingEvent, SpoolError};
-use crate::telemetry::{LaneMetrics, Metrics};
+use crate::telemetry::Metrics;
 
-/// How long an auth-paused lane waits before trying again.
-const PAUSE: Duration = Duration::from_secs(60);
 /// The longest a lane sleeps without looking at the ledger.
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// Transient retries back off from 1 s, doubling, up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Keep a margin so an event does not leave the window while in flight.
+const WINDOW_MARGIN_S: i64 = 300;
 
-/// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 min.
-pub fn backoff(attempts: u32) -> Duration {
-    let secs = 1u64.checked_shl(attempts.min(16)).unwrap_or(u64::MAX);
-    Duration::from_secs(secs).min(MAX_BACKOFF)
+/// The rate limit of one destination account, shared by its lanes.
+#[derive(Debug)]
+pub struct Limiter {
+    inner: DefaultDirectRateLimiter,
+}
+
+impl Limiter {
+    /// `rps` requests per second, bursts of at most 10 (or `rps` if lower).
+    pub fn new(rps: NonZeroU32) -> Limiter {
+        let burst = NonZeroU32::new(rps.get().min(10)).unwrap_or(NonZeroU32::MIN);
+        Limiter {
+            inner: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
+        }
+    }
+
+    /// Waits for one token; returns how long it waited.
+    pub async fn acquire(&self) -> Duration {
+        let start = Instant::now();
+        self.inner.until_ready().await;
+        start.elapsed()
+    }
+}
+
+/// Backoff before retry `attempts + 1`: `initial` doubling, capped at `max`.
+pub fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX);
+    initial.saturating_mul(factor).min(max)
+}
+
+/// ±25 % of `d`, spread by `seed` so a batch's events do not retry in step
+/// (deterministic: no random source needed, and tests can predict it).
+fn jitter(d: Duration, seed: u64) -> Duration {
+    let spread = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % 501; // 0..=500
+    d.mul_f64(0.75 + spread as f64 / 1000.0)
 }
 
 type SharedLedger = Arc<Mutex<Ledger>>;
@@ -44,42 +79,52 @@ async fn with_ledger<T: Send + 'static>(
 }
 
 /// What the drain loop should do next.
+#[derive(Debug, PartialEq, Eq)]
 enum Next {
     /// Keep draining.
     More,
     /// Nothing due, or told to wait: sleep until woken or due.
     Wait,
-    /// The destination needs an operator: sleep [`PAUSE`], ignoring wake-ups.
+    /// A batch is filling: sleep until this time (ms) unless woken.
+    Until(i64),
+    /// The destination needs an operator: sleep the auth retry, ignoring wake-ups.
     Pause,
 }
 
-struct Lane<D> {
-    dest: D,
-    ledger: SharedLedger,
-    limiter: DefaultDirectRateLimiter,
-    metrics: Arc<Metrics>,
-    counters: fn(&Metrics) -> &LaneMetrics,
-    pause: Duration,
+/// Outcomes the platform accepted but the ledger failed to record: kept in
+/// memory and recorded first, and their events are never sent again.
+#[derive(Default)]
+struct Unrecorded {
+    seqs: HashSet<i64>,
+    outcomes: Vec<(Vec<i64>, Option<String>)>,
 }
 
-/// Delivers until `shutdown` turns true.
-pub async fn run<D: Destination>(
-    dest: D,
-    ledger: Ledger,
+struct Lane<D> {
+    dest: Arc<D>,
+    lane: LaneKind,
+    ledger: SharedLedger,
+    limiter: Arc<Limiter>,
     metrics: Arc<Metrics>,
-    counters: fn(&Metrics) -> &LaneMetrics,
+    unrecorded: Mutex<Unrecorded>,
+}
+
+/// Delivers one lane of `dest` until `shutdown` turns true.
+pub async fn run<D: Destination>(
+    dest: Arc<D>,
+    lane: LaneKind,
+    ledger: Ledger,
+    limiter: Arc<Limiter>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let rps = dest.requests_per_second();
-    let burst = NonZeroU32::new(rps.get().min(10)).unwrap_or(NonZeroU32::MIN);
     let lane = Lane {
-        limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
         dest,
+        lane,
         ledger: Arc::new(Mutex::new(ledger)),
+        limiter,
         metrics,
-        counters,
-        pause: PAUSE,
+        unrecorded: Mutex::default(),
     };
     let name = lane.dest.name();
     loop {
@@ -89,28 +134,35 @@ pub async fn run<D: Destination>(
         let next = match lane.drain_once().await {
             Ok(next) => next,
             Err(e) => {
-                tracing::error!(destination = name, error = %e, "delivery lane cannot read or update the spool; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        match next {
-            Next::More => continue,
-            Next::Pause => {
+                tracing::error!(destination = name, lane = lane.lane.as_str(), error = %e, "delivery lane cannot read or update the spool; retrying in 1 s");
                 tokio::select! {
-                    _ = tokio::time::sleep(lane.pause) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => return,
                 }
                 continue;
             }
-            Next::Wait => {}
-        }
-        let sleep = match with_ledger(&lane.ledger, move |l| l.next_due_ms(name)).await {
-            Ok(Some(due)) => {
-                let wait = due - Ledger::now_ms();
-                Duration::from_millis(wait.clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+        };
+        let sleep = match next {
+            Next::More => continue,
+            Next::Pause => {
+                tokio::select! {
+                    _ = tokio::time::sleep(lane.dest.delivery().auth_retry) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
             }
-            _ => IDLE_POLL,
+            Next::Until(at_ms) => Duration::from_millis(
+                (at_ms - Ledger::now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+            ),
+            Next::Wait => {
+                let kind = lane.lane;
+                match with_ledger(&lane.ledger, move |l| l.next_due_ms(name, kind)).await {
+                    Ok(Some(due)) => Duration::from_millis(
+                        (due - Ledger::now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+                    ),
+                    _ => IDLE_POLL,
+                }
+            }
         };
         tokio::select! {
             _ = wake.notified() => {}
@@ -121,29 +173,62 @@ pub async fn run<D: Destination>(
 }
 
 impl<D: Destination> Lane<D> {
-    fn counters(&self) -> &LaneMetrics {
-        (self.counters)(&self.metrics)
-    }
-
     async fn drain_once(&self) -> Result<Next, SpoolError> {
+        self.record_unrecorded().await?;
         let name = self.dest.name();
-        let limit = self.dest.max_batch();
+        let delivery = self.dest.delivery();
+        let limit = delivery.max_batch_events;
         let now_ms = Ledger::now_ms();
-        let due = with_ledger(&self.ledger, move |l| l.pending(name, now_ms, limit)).await?;
+        let kind = self.lane;
+        let mut due =
+            with_ledger(&self.ledger, move |l| l.pending(name, kind, now_ms, limit)).await?;
+        {
+            let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+            due.retain(|p| !unrecorded.seqs.contains(&p.seq));
+        }
         if due.is_empty() {
             return Ok(Next::Wait);
         }
+        if self.lane == LaneKind::Batched && due.len() < limit {
+            let oldest = due.iter().map(|p| p.spooled_at_ms).min().unwrap_or(now_ms);
+            let flush_at = oldest + delivery.batch_max_age.as_millis() as i64;
+            if now_ms < flush_at {
+                return Ok(Next::Until(flush_at));
+            }
+        }
         let now_s = now_ms / 1000;
         let mut sendable = Vec::with_capacity(due.len());
+        let mut held: Vec<(i64, i64)> = Vec::new();
         for p in due {
-            match self.dest.skip_reason(&p.event, now_s) {
-                Some(reason) => {
-                    self.finish(&[p.seq], DeliveryState::Skipped, Some(reason), false)
-                        .await?;
-                    Metrics::add(&self.counters().skipped, 1);
-                }
-                None => sendable.push(p),
+            let window_end = p.event.event_time_s + self.dest.window(&p.event).as_secs() as i64
+                - WINDOW_MARGIN_S;
+            let reason = if now_s > window_end {
+                Some(format!(
+                    "event_time is {} h old: outside {name}'s window of {} days",
+                    (now_s - p.event.event_time_s) / 3600,
+                    self.dest.window(&p.event).as_secs() / 86_400
+                ))
+            } else {
+                self.dest.skip_reason(&p.event, now_s)
+            };
+            if let Some(reason) = reason {
+                self.metrics
+                    .delivery
+                    .count(name, p.event.kind.as_str(), |c| &c.skipped, 1);
+                self.finish(vec![p.seq], DeliveryState::Skipped, Some(reason), false)
+                    .await?;
+            } else if let Some(until) = self.dest.hold_until_ms(&p.event).filter(|t| *t > now_ms) {
+                held.push((p.seq, until));
+            } else {
+                sendable.push(p);
             }
+        }
+        for (seq, until) in held {
+            let reason = "held: Google accepts uploads to a new conversion action 6 hours after its creation".to_owned();
+            with_ledger(&self.ledger, move |l| {
+                l.retry_later(name, &[seq], until, &reason, false)
+            })
+            .await?;
         }
         if sendable.is_empty() {
             return Ok(Next::More);
@@ -153,69 +238,61 @@ impl<D: Destination> Lane<D> {
 
     /// Sends `batch`, bisecting on rejection.
     async fn deliver(&self, batch: Vec<PendingEvent>) -> Result<Next, SpoolError> {
+        let name = self.dest.name();
         let mut stack = vec![batch];
         while let Some(group) = stack.pop() {
-            self.limiter.until_ready().await;
-            Metrics::add(&self.counters().requests, 1);
+            let waited = self.limiter.acquire().await;
+            self.metrics.delivery.destination(name, |d| {
+                Metrics::add(&d.requests, 1);
+                Metrics::add(&d.rate_limit_wait_ms, waited.as_millis() as u64);
+            });
             let events: Vec<&BusinessEvent> = group.iter().map(|p| &p.event).collect();
             let attempt = self.dest.send(&events).await;
-            let seqs: Vec<i64> = group.iter().map(|p| p.seq).collect();
             match attempt {
-                Attempt::Delivered => {
-                    // Events sent in a policy's reduced form keep why (e.g.
-                    // Meta's limited events under denied consent).
-                    let (noted, plain): (Vec<&PendingEvent>, Vec<&PendingEvent>) = group
-                        .iter()
-                        .partition(|p| self.dest.delivered_note(&p.event).is_some());
-                    let plain: Vec<i64> = plain.iter().map(|p| p.seq).collect();
-                    self.finish(&plain, DeliveryState::Delivered, None, true)
-                        .await?;
-                    for p in noted {
-                        let note = self.dest.delivered_note(&p.event).map(str::to_owned);
-                        self.finish(&[p.seq], DeliveryState::Delivered, note, true)
-                            .await?;
-                    }
-                    let now = crate::spool::Ledger::now_ms();
-                    let latency: i64 = group.iter().map(|p| (now - p.spooled_at_ms).max(0)).sum();
-                    Metrics::add(&self.counters().delivered, seqs.len() as u64);
-                    Metrics::add(&self.counters().latency_ms_sum, latency as u64);
-                    tracing::info!(
-                        destination = self.dest.name(),
-                        events = seqs.len(),
-                        "delivered"
-                    );
+                Attempt::Delivered { receipt } => {
+                    self.metrics.delivery.destination(name, |d| {
+                        d.paused.store(0, std::sync::atomic::Ordering::Relaxed)
+                    });
+                    self.delivered(&group, receipt).await?;
                 }
                 Attempt::Rejected { reason } if group.len() > 1 => {
-                    tracing::warn!(destination = self.dest.name(), events = group.len(), reason = %reason, "request rejected; bisecting to find the invalid event");
+                    tracing::warn!(destination = name, events = group.len(), reason = %reason, "request rejected; bisecting to find the invalid event");
                     let mut first = group;
                     let second = first.split_off(first.len() / 2);
                     stack.push(second);
                     stack.push(first);
                 }
                 Attempt::Rejected { reason } => {
-                    tracing::warn!(destination = self.dest.name(), reason = %reason, "event dead-lettered");
-                    self.finish(&seqs, DeliveryState::Dead, Some(reason), true)
+                    tracing::warn!(destination = name, reason = %reason, "event dead-lettered");
+                    let p = &group[0];
+                    self.metrics
+                        .delivery
+                        .count(name, p.event.kind.as_str(), |c| &c.dead, 1);
+                    self.finish(vec![p.seq], DeliveryState::Dead, Some(reason), true)
                         .await?;
-                    Metrics::add(&self.counters().dead, 1);
                 }
                 Attempt::RetryAfter { delay, reason } => {
-                    tracing::warn!(destination = self.dest.name(), retry_in_ms = delay.as_millis() as u64, reason = %reason, "throttled by the platform");
-                    Metrics::add(&self.counters().retries, 1);
-                    self.retry_all(group, stack, delay, &reason, true).await?;
+                    tracing::warn!(destination = name, retry_in_ms = delay.as_millis() as u64, reason = %reason, "throttled by the platform; waiting without using up the retry budget");
+                    self.metrics
+                        .delivery
+                        .destination(name, |d| Metrics::add(&d.throttled, 1));
+                    self.retry_all(group, stack, delay, &reason).await?;
                     return Ok(Next::Wait);
                 }
                 Attempt::Transient { reason } => {
-                    Metrics::add(&self.counters().retries, 1);
                     // Whatever is left on the stack was never sent and
                     // stays pending as it is.
                     self.transient(group, &reason).await?;
                     return Ok(Next::Wait);
                 }
                 Attempt::Paused { reason } => {
-                    tracing::error!(destination = self.dest.name(), reason = %reason, pause_s = self.pause.as_secs(), "destination paused until the operator fixes it; events are kept");
-                    // No attempt counted and no `not_before` stored: after
-                    // the operator fixes it and restarts, they go at once.
-                    self.retry_all(group, stack, Duration::ZERO, &reason, false)
+                    tracing::error!(destination = name, reason = %reason, retry_s = self.dest.delivery().auth_retry.as_secs(), "ALARM: destination paused until the operator fixes it; events are kept");
+                    self.metrics.delivery.destination(name, |d| {
+                        d.paused.store(1, std::sync::atomic::Ordering::Relaxed)
+                    });
+                    // No attempt counted and no `not_before` stored: once
+                    // the credentials work, they go at once.
+                    self.retry_all(group, stack, Duration::ZERO, &reason)
                         .await?;
                     return Ok(Next::Pause);
                 }
@@ -224,68 +301,177 @@ impl<D: Destination> Lane<D> {
         Ok(Next::More)
     }
 
-    /// A transient failure: back off each event, dead-letter those out of attempts.
+    /// Records a delivered group; if the ledger cannot take it, the outcome
+    /// is kept in memory (and its events excluded from sending) until it can.
+    async fn delivered(
+        &self,
+        group: &[PendingEvent],
+        receipt: Option<String>,
+    ) -> Result<(), SpoolError> {
+        let name = self.dest.name();
+        let now = Ledger::now_ms();
+        for p in group {
+            self.metrics
+                .delivery
+                .count(name, p.event.kind.as_str(), |c| &c.delivered, 1);
+            self.metrics.delivery.destination(name, |d| {
+                Metrics::add(&d.latency_ms_sum, (now - p.spooled_at_ms).max(0) as u64);
+                Metrics::add(&d.latency_count, 1);
+            });
+        }
+        tracing::info!(
+            destination = name,
+            lane = self.lane.as_str(),
+            events = group.len(),
+            "delivered"
+        );
+        let mut outcomes: Vec<(Vec<i64>, Option<String>)> = Vec::new();
+        let mut plain = Vec::new();
+        for p in group {
+            match self.dest.delivered_note(&p.event) {
+                Some(note) => {
+                    let note = match &receipt {
+                        Some(r) => format!("{note}; {r}"),
+                        None => note.to_owned(),
+                    };
+                    outcomes.push((vec![p.seq], Some(note)));
+                }
+                None => plain.push(p.seq),
+            }
+        }
+        if !plain.is_empty() {
+            outcomes.push((plain, receipt.clone()));
+        }
+        for (i, (seqs, note)) in outcomes.iter().enumerate() {
+            let result = self
+                .finish(seqs.clone(), DeliveryState::Delivered, note.clone(), true)
+                .await;
+            if let Err(e) = result {
+                let mut u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+                for (seqs, note) in &outcomes[i..] {
+                    u.seqs.extend(seqs.iter().copied());
+                    u.outcomes.push((seqs.clone(), note.clone()));
+                }
+                tracing::error!(destination = name, events = u.seqs.len(), error = %e, "delivered but the ledger could not record it; kept in memory and not resent");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_unrecorded(&self) -> Result<(), SpoolError> {
+        let pending = {
+            let u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+            u.outcomes.clone()
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let name = self.dest.name();
+        with_ledger(&self.ledger, move |l| {
+            for (seqs, note) in &pending {
+                l.finish(name, seqs, DeliveryState::Delivered, note.as_deref(), true)?;
+            }
+            Ok(())
+        })
+        .await?;
+        *self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()) = Unrecorded::default();
+        Ok(())
+    }
+
+    /// A transient failure: back off each event while it is inside the
+    /// platform's window (and the configured ceiling); dead-letter the rest
+    /// with the last answer.
     async fn transient(&self, group: Vec<PendingEvent>, reason: &str) -> Result<(), SpoolError> {
-        let max = self.dest.max_attempts();
-        let (dead, retry): (Vec<_>, Vec<_>) =
-            group.into_iter().partition(|p| p.attempts + 1 >= max);
-        if !dead.is_empty() {
-            let seqs: Vec<i64> = dead.iter().map(|p| p.seq).collect();
-            let why = format!("gave up after {max} attempts; last error: {reason}");
-            tracing::warn!(destination = self.dest.name(), events = seqs.len(), reason = %why, "events dead-lettered");
-            Metrics::add(&self.counters().dead, seqs.len() as u64);
-            self.finish(&seqs, DeliveryState::Dead, Some(why), true)
+        let name = self.dest.name();
+        let d = self.dest.delivery();
+        let now_ms = Ledger::now_ms();
+        let mut dead = Vec::new();
+        let mut retry: Vec<(i64, i64)> = Vec::new();
+        for p in &group {
+            let delay = jitter(
+                backoff(d.retry_initial, d.retry_max, p.attempts),
+                p.seq as u64 ^ u64::from(p.attempts),
+            );
+            let next_ms = now_ms + delay.as_millis() as i64;
+            let window_end_ms = (p.event.event_time_s
+                + self.dest.window(&p.event).as_secs() as i64
+                - WINDOW_MARGIN_S)
+                * 1000;
+            let ceiling_ms = d
+                .max_retry_age
+                .map_or(i64::MAX, |c| p.spooled_at_ms + c.as_millis() as i64);
+            self.metrics
+                .delivery
+                .count(name, p.event.kind.as_str(), |c| &c.retries, 1);
+            if next_ms > window_end_ms.min(ceiling_ms) {
+                let why = if next_ms > window_end_ms {
+                    format!("outside {name}'s window")
+                } else {
+                    "past destinations.*.max_retry_hours".to_owned()
+                };
+                dead.push((
+                    p.seq,
+                    p.event.kind.as_str().to_owned(),
+                    format!(
+                        "gave up after {} attempts ({why}); last error: {reason}",
+                        p.attempts + 1
+                    ),
+                ));
+            } else {
+                retry.push((p.seq, next_ms));
+            }
+        }
+        for (seq, kind, why) in dead {
+            tracing::warn!(destination = name, reason = %why, "event dead-lettered");
+            self.metrics.delivery.count(name, &kind, |c| &c.dead, 1);
+            self.finish(vec![seq], DeliveryState::Dead, Some(why), true)
                 .await?;
         }
-        if let Some(first) = retry.first() {
-            let delay = backoff(first.attempts);
-            tracing::warn!(destination = self.dest.name(), events = retry.len(), retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery failed; will retry");
-            let seqs: Vec<i64> = retry.iter().map(|p| p.seq).collect();
-            let not_before = Ledger::now_ms() + delay.as_millis() as i64;
-            let name = self.dest.name();
+        if let Some(first) = retry.iter().map(|(_, t)| *t).min() {
+            tracing::warn!(destination = name, events = retry.len(), retry_in_ms = first - now_ms, reason = %reason, "delivery failed; will retry");
             let reason = reason.to_owned();
             with_ledger(&self.ledger, move |l| {
-                l.retry_later(name, &seqs, not_before, &reason, true)
+                for (seq, at) in retry {
+                    l.retry_later(name, &[seq], at, &reason, true)?;
+                }
+                Ok(())
             })
             .await?;
         }
         Ok(())
     }
 
-    /// Puts `group` and everything still on `stack` back to wait `delay`.
+    /// Puts `group` and everything still on `stack` back to wait `delay`,
+    /// counting no attempt.
     async fn retry_all(
         &self,
         group: Vec<PendingEvent>,
         stack: Vec<Vec<PendingEvent>>,
         delay: Duration,
         reason: &str,
-        count_attempt: bool,
     ) -> Result<(), SpoolError> {
-        let attempted: Vec<i64> = group.iter().map(|p| p.seq).collect();
-        let waiting: Vec<i64> = stack.iter().flatten().map(|p| p.seq).collect();
+        let seqs: Vec<i64> = group
+            .iter()
+            .chain(stack.iter().flatten())
+            .map(|p| p.seq)
+            .collect();
         let not_before = Ledger::now_ms() + delay.as_millis() as i64;
         let name = self.dest.name();
         let reason = reason.to_owned();
         with_ledger(&self.ledger, move |l| {
-            if !attempted.is_empty() {
-                l.retry_later(name, &attempted, not_before, &reason, count_attempt)?;
-            }
-            if !waiting.is_empty() {
-                l.retry_later(name, &waiting, not_before, &reason, false)?;
-            }
-            Ok(())
+            l.retry_later(name, &seqs, not_before, &reason, false)
         })
         .await
     }
 
     async fn finish(
         &self,
-        seqs: &[i64],
+        seqs: Vec<i64>,
         state: DeliveryState,
         reason: Option<String>,
         attempted: bool,
     ) -> Result<(), SpoolError> {
-        let seqs = seqs.to_vec();
         let name = self.dest.name();
         with_ledger(&self.ledger, move |l| {
             l.finish(name, &seqs, state, reason.as_deref(), attempted)
@@ -295,191 +481,4 @@ impl<D: Destination> Lane<D> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{EventId, Kind, Money};
-    use crate::lsn::Lsn;
-    use crate::spool::Spool;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(30), MAX_BACKOFF);
-    }
-
-    /// Rejects any batch holding the poison event, else answers `answer`.
-    struct Fake {
-        poison: &'static str,
-        answer: Attempt,
-        batches: Mutex<Vec<usize>>,
-        max_attempts: u32,
-    }
-
-    impl Destination for Fake {
-        fn name(&self) -> &'static str {
-            "fake"
-        }
-        fn max_batch(&self) -> usize {
-            100
-        }
-        fn max_attempts(&self) -> u32 {
-            self.max_attempts
-        }
-        fn requests_per_second(&self) -> NonZeroU32 {
-            NonZeroU32::new(1000).unwrap()
-        }
-        fn skip_reason(&self, event: &BusinessEvent, _now_s: i64) -> Option<String> {
-            (event.event_id.as_str() == "purchase-stale").then(|| "too old".to_owned())
-        }
-        async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
-            self.batches.lock().unwrap().push(events.len());
-            if events.iter().any(|e| e.event_id.as_str() == self.poison) {
-                Attempt::Rejected {
-                    reason: "meta error 100/2804016: not hashed".into(),
-                }
-            } else {
-                self.answer.clone()
-            }
-        }
-    }
-
-    fn event(id: &str) -> BusinessEvent {
-        BusinessEvent {
-            event_id: EventId::new(id).unwrap(),
-            kind: Kind::new("transaction.purchase").unwrap(),
-            rule: "purchase".into(),
-            event_time_s: 1,
-            commit_lsn: Lsn(1),
-            commit_time_us: 1_000_000,
-            value: Some(Money::new("1.00", "USD").unwrap()),
-            order_id: None,
-            items: Vec::new(),
-            user: Default::default(),
-            consent: Default::default(),
-            click_ids: Default::default(),
-            session: Default::default(),
-        }
-    }
-
-    fn make_lane(
-        answer: Attempt,
-        max_attempts: u32,
-        ids: &[&str],
-    ) -> (Lane<Fake>, tempfile::TempDir, Spool) {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
-        let mut writer = spool.writer().unwrap();
-        writer.set_destinations(vec!["fake"]);
-        for id in ids {
-            writer.insert_event(&event(id)).unwrap();
-        }
-        writer.commit(Lsn(10)).unwrap();
-        let lane = Lane {
-            dest: Fake {
-                poison: "purchase-5",
-                answer,
-                batches: Mutex::new(Vec::new()),
-                max_attempts,
-            },
-            ledger: Arc::new(Mutex::new(spool.ledger().unwrap())),
-            limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::new(1000).unwrap())),
-            metrics: Arc::new(Metrics::default()),
-            counters: |m: &Metrics| &m.meta,
-            pause: Duration::from_millis(1),
-        };
-        (lane, dir, spool)
-    }
-
-    async fn drain(lane: &Lane<Fake>) -> Next {
-        loop {
-            match lane.drain_once().await.unwrap() {
-                Next::More => continue,
-                other => return other,
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_rejected_batch_is_bisected_to_the_bad_event() {
-        let ids: Vec<String> = (1..=8).map(|i| format!("purchase-{i}")).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let (lane, _dir, spool) = make_lane(Attempt::Delivered, 5, &ids);
-        assert!(matches!(drain(&lane).await, Next::Wait));
-        let counts = spool.ledger().unwrap().counts("fake").unwrap();
-        assert_eq!((counts.delivered, counts.dead, counts.pending), (7, 1, 0));
-        let dead = spool.ledger().unwrap().outcomes("fake", 10).unwrap();
-        assert_eq!(dead[0].event_id, "purchase-5");
-        assert!(dead[0].reason.as_deref().unwrap().contains("2804016"));
-        // 8 → 4 ok + 4 rejected → 2 rejected + 2 ok → 1 dead + 1 ok.
-        assert_eq!(
-            *lane.dest.batches.lock().unwrap(),
-            vec![8, 4, 4, 2, 1, 1, 2]
-        );
-    }
-
-    #[tokio::test]
-    async fn stale_events_are_skipped_before_batching() {
-        let (lane, _dir, spool) = make_lane(
-            Attempt::Delivered,
-            5,
-            &["purchase-1", "purchase-stale", "purchase-2"],
-        );
-        drain(&lane).await;
-        let counts = spool.ledger().unwrap().counts("fake").unwrap();
-        assert_eq!((counts.delivered, counts.skipped), (2, 1));
-        assert_eq!(*lane.dest.batches.lock().unwrap(), vec![2]);
-        let skipped = spool.ledger().unwrap().outcomes("fake", 10).unwrap();
-        assert_eq!(skipped[0].state, "skipped");
-        assert_eq!(skipped[0].reason.as_deref(), Some("too old"));
-    }
-
-    #[tokio::test]
-    async fn an_auth_failure_pauses_without_dead_lettering() {
-        let paused = Attempt::Paused {
-            reason: "meta error 190: token expired".into(),
-        };
-        let (lane, _dir, spool) = make_lane(paused, 5, &["purchase-1", "purchase-2"]);
-        assert!(matches!(drain(&lane).await, Next::Pause));
-        let counts = spool.ledger().unwrap().counts("fake").unwrap();
-        assert_eq!((counts.pending, counts.dead), (2, 0));
-        // No attempt counted and still due now: a fixed token sends at once.
-        let due = spool
-            .ledger()
-            .unwrap()
-            .pending("fake", Ledger::now_ms(), 10)
-            .unwrap();
-        assert_eq!(due.len(), 2);
-        assert!(due.iter().all(|p| p.attempts == 0));
-    }
-
-    #[tokio::test]
-    async fn transient_failures_back_off_then_dead_letter_at_the_cap() {
-        let flaky = Attempt::Transient {
-            reason: "HTTP 503".into(),
-        };
-        let (lane, _dir, spool) = make_lane(flaky.clone(), 3, &["purchase-1"]);
-        assert!(matches!(drain(&lane).await, Next::Wait));
-        let ledger = spool.ledger().unwrap();
-        assert_eq!(ledger.counts("fake").unwrap().pending, 1);
-        assert!(
-            ledger
-                .pending("fake", Ledger::now_ms(), 10)
-                .unwrap()
-                .is_empty(),
-            "not backed off"
-        );
-        let later = Ledger::now_ms() + 60_000;
-        assert_eq!(ledger.pending("fake", later, 10).unwrap()[0].attempts, 1);
-
-        let (lane2, _dir2, spool2) = make_lane(flaky, 1, &["purchase-1"]);
-        drain(&lane2).await;
-        let out = spool2.ledger().unwrap().outcomes("fake", 10).unwrap();
-        assert_eq!(out[0].state, "dead");
-        assert!(out[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("gave up after 1 attempts; last error: HTTP 503"));
-    }
-}
+mod tests;

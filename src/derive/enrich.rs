@@ -134,6 +134,7 @@ pub fn enrich(
         event_id: draft.event_id,
         kind: rule.kind.clone(),
         rule: rule.name.clone(),
+        lane: rule.lane,
         event_time_s: draft.event_time_us.div_euclid(1_000_000),
         commit_lsn: tx.commit_lsn,
         commit_time_us: tx.commit_time_us,

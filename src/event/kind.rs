@@ -69,7 +69,7 @@ impl fmt::Display for Kind {
 }
 
 /// Which delivery lane a kind uses by default (DESIGN.md §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LaneKind {
     /// Sent as soon as the lane is free.

@@ -252,6 +252,9 @@ pub struct BusinessEvent {
     pub kind: Kind,
     /// The rule that derived it.
     pub rule: String,
+    /// The rule's lane (a destination may override it per kind).
+    #[serde(default = "real_time")]
+    pub lane: LaneKind,
     /// Business time (Unix seconds): the configured column, else commit
     /// time; never after the commit.
     pub event_time_s: i64,
@@ -282,6 +285,10 @@ pub struct BusinessEvent {
     /// IP, user agent and page.
     #[serde(default, skip_serializing_if = "SessionContext::is_empty")]
     pub session: SessionContext,
+}
+
+fn real_time() -> LaneKind {
+    LaneKind::RealTime
 }
 
 impl Serialize for Lsn {
@@ -330,6 +337,7 @@ mod tests {
             event_id: EventId::new("purchase-1").unwrap(),
             kind: Kind::new("transaction.purchase").unwrap(),
             rule: "purchase".into(),
+            lane: crate::event::LaneKind::RealTime,
             event_time_s: 1,
             commit_lsn: Lsn(0x10),
             commit_time_us: 2,

@@ -8,19 +8,19 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::{now_ms, Result, Spool, SpoolError};
-use crate::event::BusinessEvent;
+use crate::event::{BusinessEvent, LaneKind};
 
 /// Due pending events of one destination, in spool order. `INDEXED BY`
 /// pins the partial index: without statistics SQLite would walk the primary
 /// key, i.e. every delivery ever made.
 pub(super) const PENDING_SQL: &str =
     "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload
-                 FROM deliveries d INDEXED BY deliveries_pending JOIN events e ON e.seq = d.seq
-                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.not_before_ms <= ?2
+                 FROM deliveries d INDEXED BY deliveries_pending_lane JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
                  ORDER BY d.seq LIMIT ?3";
 
 /// The earliest retry time among pending events of one destination.
-pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_due WHERE destination = ?1 AND state = 'pending'";
+pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_lane_due WHERE destination = ?1 AND lane = ?2 AND state = 'pending'";
 
 /// Where one event stands for one destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,16 @@ pub struct LedgerCounts {
     pub skipped: u64,
 }
 
+/// Derived events per kind, and ledger counts per destination × kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Breakdown {
+    /// Kind → events derived.
+    pub derived: std::collections::BTreeMap<String, u64>,
+    /// Destination → kind → counts.
+    pub destinations:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, LedgerCounts>>,
+}
+
 /// A dead or skipped event and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -101,10 +111,12 @@ impl Ledger {
         self.spool.err(e)
     }
 
-    /// Up to `limit` pending events for `destination` that are due at `now_ms`.
+    /// Up to `limit` pending events of one lane of `destination` that are
+    /// due at `now_ms`.
     pub fn pending(
         &self,
         destination: &str,
+        lane: LaneKind,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<PendingEvent>> {
@@ -113,15 +125,18 @@ impl Ledger {
             .prepare_cached(PENDING_SQL)
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![destination, now_ms, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
+            .query_map(
+                params![destination, now_ms, limit as i64, lane.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
@@ -141,10 +156,10 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The earliest `not_before` among pending events, if any are waiting.
-    pub fn next_due_ms(&self, destination: &str) -> Result<Option<i64>> {
+    /// The earliest `not_before` among one lane's pending events, if any.
+    pub fn next_due_ms(&self, destination: &str, lane: LaneKind) -> Result<Option<i64>> {
         self.conn
-            .query_row(NEXT_DUE_SQL, [destination], |r| r.get(0))
+            .query_row(NEXT_DUE_SQL, [destination, lane.as_str()], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
@@ -300,6 +315,55 @@ impl Ledger {
         self.conn
             .query_row("SELECT COUNT(*) FROM derive_failures", [], |r| r.get(0))
             .map_err(|e| self.err(e))
+    }
+
+    /// Per kind: events derived; per destination × kind: where they stand.
+    /// Events derived while a destination was not enabled count as derived
+    /// and have no row for it.
+    pub fn breakdown(&self) -> Result<Breakdown> {
+        let mut out = Breakdown::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM events GROUP BY kind")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        out.derived.extend(rows);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT d.destination, e.kind, d.state, COUNT(*) FROM deliveries d JOIN events e ON e.seq = d.seq
+                 GROUP BY d.destination, e.kind, d.state",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u64>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        for (dest, kind, state, n) in rows {
+            let c = out
+                .destinations
+                .entry(dest)
+                .or_default()
+                .entry(kind)
+                .or_default();
+            match state.as_str() {
+                "pending" => c.pending += n,
+                "delivered" => c.delivered += n,
+                "dead" => c.dead += n,
+                _ => c.skipped += n,
+            }
+        }
+        Ok(out)
     }
 
     /// Derivation's counted reasons (fields left out, values clamped), most

@@ -25,13 +25,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use ledger::{DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent};
-pub use writer::SpoolWriter;
+pub use ledger::{Breakdown, DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent};
+pub use writer::{LedgerTarget, SpoolWriter};
 
 use crate::lsn::Lsn;
 
 /// Schema version written to `meta`; bump with a migration.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another writer before `SQLITE_BUSY`.
 /// The apply loop holds the write lock for the length of one batch (a huge
@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     destination   TEXT NOT NULL,
     seq           INTEGER NOT NULL REFERENCES events(seq),
     state         TEXT NOT NULL,        -- pending | delivered | dead | skipped
+    lane          TEXT NOT NULL DEFAULT 'real_time', -- real_time | batched
     attempts      INTEGER NOT NULL DEFAULT 0,
     not_before_ms INTEGER NOT NULL DEFAULT 0,
     reason        TEXT,
@@ -130,8 +131,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 -- Lanes read only pending rows: partial indexes keep those reads
 -- proportional to the backlog, not to everything ever delivered.
 DROP INDEX IF EXISTS deliveries_by_state;
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (destination, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS deliveries_pending_due ON deliveries (destination, not_before_ms) WHERE state = 'pending';
 -- As-of lookup state (consent, sessions, customers, items), as of the
 -- checkpoint: one row per source row, reached by its lookup key `k`.
 -- Hashes and pass-through values only.
@@ -165,6 +164,14 @@ CREATE TABLE IF NOT EXISTS derive_failures (
     reason     TEXT NOT NULL,
     at_ms      INTEGER NOT NULL
 );
+"#;
+
+/// Indexes created after migrations (they name columns older spools lack).
+const INDEXES: &str = r#"
+DROP INDEX IF EXISTS deliveries_pending;
+DROP INDEX IF EXISTS deliveries_pending_due;
+CREATE INDEX IF NOT EXISTS deliveries_pending_lane ON deliveries (destination, lane, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_pending_lane_due ON deliveries (destination, lane, not_before_ms) WHERE state = 'pending';
 "#;
 
 impl Spool {
@@ -207,6 +214,7 @@ impl Spool {
                 .map_err(|e| spool.err(e))?;
             }
         }
+        conn.execute_batch(INDEXES).map_err(|e| spool.err(e))?;
         Ok(spool)
     }
 
@@ -301,6 +309,15 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
+    if from < 3 {
+        // Version 2 had one lane per destination: everything was real-time.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE deliveries ADD COLUMN lane TEXT NOT NULL DEFAULT 'real_time';
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -362,10 +379,15 @@ mod tests {
             &ledger::PENDING_SQL
                 .replace("?1", "'meta'")
                 .replace("?2", "0")
-                .replace("?3", "10"),
+                .replace("?3", "10")
+                .replace("?4", "'batched'"),
         );
-        assert!(pending.contains("deliveries_pending"), "{pending}");
-        let due = plan(&ledger::NEXT_DUE_SQL.replace("?1", "'meta'"));
-        assert!(due.contains("deliveries_pending"), "{due}");
+        assert!(pending.contains("deliveries_pending_lane"), "{pending}");
+        let due = plan(
+            &ledger::NEXT_DUE_SQL
+                .replace("?1", "'meta'")
+                .replace("?2", "'batched'"),
+        );
+        assert!(due.contains("deliveries_pending_lane_due"), "{due}");
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{now_ms, read_checkpoint, Result, Spool, SpoolError};
 use crate::derive::{Effect, Entry, Lookup, LookupError};
-use crate::event::BusinessEvent;
+use crate::event::{BusinessEvent, LaneKind};
 use crate::lsn::Lsn;
 
 /// Writes events, lookup state and the checkpoint atomically.
@@ -16,7 +16,16 @@ pub struct SpoolWriter {
     conn: Connection,
     open: bool,
     checkpoint: Option<Lsn>,
-    destinations: Vec<&'static str>,
+    destinations: Vec<LedgerTarget>,
+}
+
+/// A destination that gets a ledger row for each new event, and its lanes.
+#[derive(Debug, Clone)]
+pub struct LedgerTarget {
+    /// Ledger name.
+    pub name: &'static str,
+    /// Kind → lane overrides of this destination.
+    pub lanes: std::collections::BTreeMap<String, LaneKind>,
 }
 
 impl SpoolWriter {
@@ -45,7 +54,7 @@ impl SpoolWriter {
     }
 
     /// Destinations that get a ledger row for each new event.
-    pub fn set_destinations(&mut self, destinations: Vec<&'static str>) {
+    pub fn set_destinations(&mut self, destinations: Vec<LedgerTarget>) {
         self.destinations = destinations;
     }
 
@@ -122,13 +131,18 @@ impl SpoolWriter {
         let mut ledger = self
             .conn
             .prepare_cached(
-                "INSERT INTO deliveries (destination, seq, state, updated_at_ms)
-                 VALUES (?1, ?2, 'pending', ?3)",
+                "INSERT INTO deliveries (destination, seq, state, lane, updated_at_ms)
+                 VALUES (?1, ?2, 'pending', ?3, ?4)",
             )
             .map_err(|e| self.spool.err(e))?;
         for dest in &self.destinations {
+            let lane = dest
+                .lanes
+                .get(event.kind.as_str())
+                .copied()
+                .unwrap_or(event.lane);
             ledger
-                .execute(params![dest, seq, now])
+                .execute(params![dest.name, seq, lane.as_str(), now])
                 .map_err(|e| self.spool.err(e))?;
         }
         Ok(true)

@@ -335,6 +335,7 @@ mod tests {
             event_id: EventId::new("purchase-41").unwrap(),
             kind: Kind::new("transaction.purchase").unwrap(),
             rule: "purchase".into(),
+            lane: crate::event::LaneKind::RealTime,
             event_time_s: 1_764_597_600,
             commit_lsn: Lsn(1),
             commit_time_us: 0,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Attempt, Destination};
+use super::{http, Attempt, Destination};
 use crate::config::ConsentPolicy;
 use crate::config::MetaConfig;
 use crate::event::BusinessEvent;
@@ -23,12 +23,8 @@ pub const DESTINATION: &str = "meta";
 /// Meta rejects a whole request if one event is older than 7 days
 /// (spec/meta-capi.md §1.3), so such events are skipped before batching.
 pub const MAX_EVENT_AGE_S: i64 = 7 * 24 * 3600;
-/// Keep a margin so an event does not cross the 7-day line in flight.
-const AGE_MARGIN_S: i64 = 300;
 /// Default wait when Meta throttles without saying how long.
 const THROTTLE_WAIT: Duration = Duration::from_secs(60);
-/// Longest platform message kept as a dead-letter reason.
-const MAX_REASON_CHARS: usize = 300;
 
 /// The Meta destination.
 #[derive(Debug)]
@@ -66,11 +62,7 @@ impl MetaDestination {
             config.pixel_id
         );
         url.set_path(&path);
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("capi-cdc/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = http::client(config.delivery.timeout);
         MetaDestination { config, url, http }
     }
 
@@ -86,14 +78,15 @@ impl MetaDestination {
 
     /// The request body for `events` (exposed for tests).
     pub fn body(&self, events: &[&BusinessEvent]) -> serde_json::Result<Vec<u8>> {
-        request::body(&self.config, events, |e| self.event_name(e))
+        let now_s = crate::spool::Ledger::now_ms() / 1000;
+        request::body(&self.config, events, |e| self.event_name(e), now_s)
     }
 }
 
 /// Classifies Meta's answer (spec/meta-capi.md §1.6).
 pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Attempt {
     if (200..300).contains(&status) {
-        return Attempt::Delivered;
+        return Attempt::DELIVERED;
     }
     let parsed: Option<GraphError> = serde_json::from_slice::<ErrorEnvelope>(body)
         .ok()
@@ -111,10 +104,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Atte
             },
         };
     };
-    let mut message: String = err.message.chars().take(MAX_REASON_CHARS).collect();
-    if message.is_empty() {
-        message = "no message".into();
-    }
+    let message = http::short(&err.message);
     let code = match err.error_subcode {
         Some(sub) => format!("meta error {}/{sub}", err.code),
         None => format!("meta error {}", err.code),
@@ -155,26 +145,15 @@ impl Destination for MetaDestination {
         DESTINATION
     }
 
-    fn max_batch(&self) -> usize {
-        self.config.max_batch_events
+    fn delivery(&self) -> &crate::config::DeliveryConfig {
+        &self.config.delivery
     }
 
-    fn max_attempts(&self) -> u32 {
-        self.config.max_attempts
+    fn window(&self, _event: &BusinessEvent) -> Duration {
+        Duration::from_secs(MAX_EVENT_AGE_S as u64)
     }
 
-    fn requests_per_second(&self) -> std::num::NonZeroU32 {
-        self.config.requests_per_second
-    }
-
-    fn skip_reason(&self, event: &BusinessEvent, now_s: i64) -> Option<String> {
-        let age = now_s - event.event_time_s;
-        if age > MAX_EVENT_AGE_S - AGE_MARGIN_S {
-            return Some(format!(
-                "event_time is {} h old; Meta rejects events older than 7 days",
-                age / 3600
-            ));
-        }
+    fn skip_reason(&self, event: &BusinessEvent, _now_s: i64) -> Option<String> {
         let Some(name) = self.event_name(event) else {
             return Some(format!(
                 "no Meta event_name for kind {}: map it in destinations.meta.event_names",
@@ -213,46 +192,16 @@ impl Destination for MetaDestination {
                 }
             }
         };
-        let response = self
+        let request = self
             .http
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Attempt::Transient {
-                    reason: format!("no answer within {} ms", self.config.timeout.as_millis()),
-                }
-            }
-            Err(e) => {
-                return Attempt::Transient {
-                    reason: format!("request failed: {}", without_url(&e)),
-                }
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.bytes().await.unwrap_or_default();
-        classify(status, retry_after, &body)
+            .body(body);
+        match http::send(request, "meta events endpoint").await {
+            Ok(a) => classify(a.status, a.retry_after, &a.body),
+            Err(attempt) => attempt,
+        }
     }
-}
-
-/// reqwest errors print the URL; ours has no secret in it, but keep logs
-/// short and stable anyway.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<meta endpoint>");
-    }
-    text
 }
 
 #[cfg(test)]
@@ -268,7 +217,7 @@ mod tests {
 
     #[test]
     fn classifies_by_code_not_text() {
-        assert_eq!(classify(200, None, b"{}"), Attempt::Delivered);
+        assert_eq!(classify(200, None, b"{}"), Attempt::DELIVERED);
         assert!(matches!(
             classify(400, None, &err(190, Some(463))),
             Attempt::Paused { .. }

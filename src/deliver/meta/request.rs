@@ -99,7 +99,11 @@ pub fn limited_has_match_key(event: &BusinessEvent) -> bool {
     event.session.ip.is_some()
 }
 
-fn event<'a>(e: &'a BusinessEvent, name: &'a str) -> serde_json::Result<ServerEvent<'a>> {
+fn event<'a>(
+    e: &'a BusinessEvent,
+    name: &'a str,
+    now_s: i64,
+) -> serde_json::Result<ServerEvent<'a>> {
     let limited = e.consent.user_data_denied();
     let s = &e.session;
     let website = s.page_url.is_some() && s.user_agent.is_some();
@@ -127,7 +131,8 @@ fn event<'a>(e: &'a BusinessEvent, name: &'a str) -> serde_json::Result<ServerEv
         .collect::<serde_json::Result<Vec<_>>>()?;
     Ok(ServerEvent {
         event_name: name,
-        event_time: e.event_time_s,
+        // A shop clock ahead of ours must not make Meta reject the event.
+        event_time: e.event_time_s.min(now_s),
         event_id: e.event_id.as_str(),
         action_source: if website { "website" } else { "other" },
         event_source_url: if website { s.page_url.as_deref() } else { None },
@@ -153,10 +158,11 @@ pub fn body<'a>(
     config: &'a MetaConfig,
     events: &[&'a BusinessEvent],
     name: impl Fn(&'a BusinessEvent) -> Option<&'a str>,
+    now_s: i64,
 ) -> serde_json::Result<Vec<u8>> {
     let data = events
         .iter()
-        .map(|e| event(e, name(e).unwrap_or_default()))
+        .map(|e| event(e, name(e).unwrap_or_default(), now_s))
         .collect::<serde_json::Result<Vec<_>>>()?;
     serde_json::to_vec(&Body {
         data,
@@ -188,6 +194,7 @@ mod tests {
             event_id: EventId::new("purchase-7").unwrap(),
             kind: Kind::new("transaction.purchase").unwrap(),
             rule: "purchase".into(),
+            lane: crate::event::LaneKind::RealTime,
             event_time_s: 1_700_000_000,
             commit_lsn: Lsn(1),
             commit_time_us: 0,
@@ -221,7 +228,8 @@ mod tests {
 
     fn json(events: &[&BusinessEvent]) -> serde_json::Value {
         let c = config();
-        serde_json::from_slice(&body(&c, events, |_| Some("Purchase")).unwrap()).unwrap()
+        serde_json::from_slice(&body(&c, events, |_| Some("Purchase"), 1_800_000_000).unwrap())
+            .unwrap()
     }
 
     /// The shape of Meta's documented Purchase example (spec §5): numbers

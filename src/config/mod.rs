@@ -12,10 +12,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+mod destinations;
+
+use destinations::RawDestinations;
+pub use destinations::{
+    ConsentPolicy, DeliveryConfig, GoogleConfig, MetaConfig, GOOGLE_MAX_BATCH, META_MAX_BATCH,
+};
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -34,15 +40,15 @@ pub enum ConfigError {
     #[error("configuration key `{key}`: {problem}")]
     Invalid {
         /// Dotted key path, e.g. `destinations.meta.pixel_id`.
-        key: &'static str,
+        key: String,
         /// What is wrong and the remedy.
         problem: String,
     },
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         problem: problem.into(),
     }
 }
@@ -95,37 +101,12 @@ struct RawAdmin {
     listen: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDestinations {
-    meta: Option<RawMeta>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMeta {
-    enabled: Option<bool>,
-    base_url: Option<String>,
-    api_version: Option<String>,
-    #[serde(default, deserialize_with = "string_like")]
-    pixel_id: Option<String>,
-    #[serde(default, deserialize_with = "string_like")]
-    access_token: Option<String>,
-    #[serde(default, deserialize_with = "string_like")]
-    test_event_code: Option<String>,
-    requests_per_second: Option<u32>,
-    max_batch_events: Option<usize>,
-    timeout_ms: Option<u64>,
-    max_attempts: Option<u32>,
-    #[serde(default)]
-    event_names: std::collections::BTreeMap<String, String>,
-    consent_policy: Option<String>,
-}
-
 /// Accepts a string or a bare number as a string: figment reads
 /// `CAPI_CDC_DESTINATIONS__META__PIXEL_ID=1234567890` as an integer, and an
 /// ID is text however it looks.
-fn string_like<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn string_like<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Text {
@@ -180,6 +161,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Meta Conversions API, when configured.
     pub meta: Option<MetaConfig>,
+    /// Google Ads through the Data Manager API, when configured.
+    pub google: Option<GoogleConfig>,
     /// The rules and lookups (`derive.rules_file`, else the built-in rules
     /// for the reference schema).
     pub rules: crate::derive::RuleSet,
@@ -219,47 +202,6 @@ pub struct AdminConfig {
     /// Address of the admin HTTP server.
     pub listen: SocketAddr,
 }
-
-/// `[destinations.meta]`.
-#[derive(Debug, Clone)]
-pub struct MetaConfig {
-    /// `https://graph.facebook.com`, or the sandbox in tests.
-    pub base_url: reqwest::Url,
-    /// Graph version segment, e.g. `v25.0`.
-    pub api_version: String,
-    /// Pixel (dataset) ID.
-    pub pixel_id: String,
-    /// System-user access token.
-    pub access_token: Secret,
-    /// Routes events to Events Manager's Test Events tab.
-    pub test_event_code: Option<String>,
-    /// Requests per second allowed to this pixel (one token per attempt).
-    pub requests_per_second: NonZeroU32,
-    /// Events per request; Meta's cap is 1,000.
-    pub max_batch_events: usize,
-    /// Client timeout; Meta recommends 1,500 ms.
-    pub timeout: Duration,
-    /// Attempts before an event is dead-lettered.
-    pub max_attempts: u32,
-    /// Kind → Meta `event_name`, over DESIGN.md §3's defaults (custom kinds
-    /// need an entry here to reach Meta).
-    pub event_names: std::collections::BTreeMap<String, String>,
-    /// What to do with an event whose `ad_user_data` consent is denied.
-    pub consent_policy: ConsentPolicy,
-}
-
-/// Meta has no consent field: what to send when `ad_user_data` is denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsentPolicy {
-    /// Send the event without hashed identifiers or click cookies; only
-    /// what any HTTP request reveals (IP, user agent) stays.
-    SendLimited,
-    /// Do not send it; the ledger records it as skipped with the reason.
-    Drop,
-}
-
-/// Meta accepts at most 1,000 events in one request (spec/meta-capi.md §1.3).
-pub const META_MAX_BATCH: usize = 1000;
 
 impl Config {
     /// Loads `path` (if it exists) and the environment, then validates.
@@ -358,10 +300,18 @@ impl TryFrom<RawConfig> for Config {
         }
         .map_err(|e| invalid("derive.rules_file", e.to_string()))?;
 
-        let meta = match raw.destinations.meta {
-            Some(m) if m.enabled.unwrap_or(true) => Some(meta_config(m)?),
-            _ => None,
-        };
+        let meta = raw
+            .destinations
+            .meta
+            .map(destinations::meta)
+            .transpose()?
+            .flatten();
+        let google = raw
+            .destinations
+            .google
+            .map(destinations::google)
+            .transpose()?
+            .flatten();
 
         Ok(Config {
             source: SourceConfig {
@@ -376,6 +326,7 @@ impl TryFrom<RawConfig> for Config {
             spool: SpoolConfig { file },
             admin: AdminConfig { listen },
             meta,
+            google,
             rules,
         })
     }
@@ -389,104 +340,6 @@ fn spool_file(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
-}
-
-fn meta_config(m: RawMeta) -> Result<MetaConfig, ConfigError> {
-    let base = m
-        .base_url
-        .unwrap_or_else(|| "https://graph.facebook.com".into());
-    let base_url = reqwest::Url::parse(&base).map_err(|e| {
-        invalid(
-            "destinations.meta.base_url",
-            format!("{base:?} is not a URL ({e})"),
-        )
-    })?;
-    let api_version = m.api_version.unwrap_or_else(|| "v25.0".into());
-    let well_formed = api_version
-        .strip_prefix('v')
-        .and_then(|v| v.split_once('.'))
-        .is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
-        });
-    if !well_formed {
-        return Err(invalid(
-            "destinations.meta.api_version",
-            format!("{api_version:?} is not a Graph version like \"v25.0\""),
-        ));
-    }
-    let pixel_id = m.pixel_id.ok_or_else(|| {
-        invalid(
-            "destinations.meta.pixel_id",
-            "missing: copy the Pixel (dataset) ID from Events Manager",
-        )
-    })?;
-    if pixel_id.is_empty() || !pixel_id.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(
-            "destinations.meta.pixel_id",
-            "must be the numeric Pixel (dataset) ID",
-        ));
-    }
-    let access_token = m.access_token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-        invalid(
-            "destinations.meta.access_token",
-            "missing: generate one in Events Manager → Settings → Conversions API and pass it as CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN",
-        )
-    })?;
-    let requests_per_second =
-        NonZeroU32::new(m.requests_per_second.unwrap_or(10)).ok_or_else(|| {
-            invalid(
-                "destinations.meta.requests_per_second",
-                "must be at least 1",
-            )
-        })?;
-    let max_batch_events = m.max_batch_events.unwrap_or(META_MAX_BATCH);
-    if !(1..=META_MAX_BATCH).contains(&max_batch_events) {
-        return Err(invalid(
-            "destinations.meta.max_batch_events",
-            "must be between 1 and 1000 (Meta's per-request cap)",
-        ));
-    }
-    let timeout = Duration::from_millis(m.timeout_ms.unwrap_or(1500).max(100));
-    let max_attempts = m.max_attempts.unwrap_or(12).max(1);
-    let consent_policy = match m.consent_policy.as_deref() {
-        None | Some("send_limited") => ConsentPolicy::SendLimited,
-        Some("drop") => ConsentPolicy::Drop,
-        Some(other) => {
-            return Err(invalid(
-                "destinations.meta.consent_policy",
-                format!(
-                    "{other:?}: use \"send_limited\" (the event without identifiers) or \"drop\""
-                ),
-            ))
-        }
-    };
-    for (kind, name) in &m.event_names {
-        if let Err(e) = crate::event::Kind::new(kind) {
-            return Err(invalid("destinations.meta.event_names", e.to_string()));
-        }
-        if name.trim().is_empty() || name.len() > 50 {
-            return Err(invalid(
-                "destinations.meta.event_names",
-                format!("the event_name for {kind} must be 1-50 characters (a standard name like \"Lead\" or your custom event's name)"),
-            ));
-        }
-    }
-    Ok(MetaConfig {
-        base_url,
-        api_version,
-        pixel_id,
-        access_token: Secret::new(access_token),
-        test_event_code: m.test_event_code.filter(|c| !c.is_empty()),
-        requests_per_second,
-        max_batch_events,
-        timeout,
-        max_attempts,
-        event_names: m.event_names,
-        consent_policy,
-    })
 }
 
 /// Slot names may hold only lower-case letters, digits and `_` (PostgreSQL's

@@ -1,0 +1,407 @@
+//! Lane tests with a fake destination over a real spool: bisection, skips,
+//! holds, the auth pause, window-bounded retries, throttling that costs no
+//! attempt, the batched lane's age limit, and an outcome the ledger could
+//! not record that is never sent again.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::DeliveryConfig;
+use crate::event::{EventId, Kind, Money};
+use crate::lsn::Lsn;
+use crate::spool::{LedgerTarget, Spool};
+
+/// Rejects any batch holding the poison event, else answers `answer`.
+struct Fake {
+    poison: &'static str,
+    answer: Mutex<Attempt>,
+    batches: Mutex<Vec<usize>>,
+    delivery: DeliveryConfig,
+    window: Duration,
+}
+
+impl Destination for Fake {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn delivery(&self) -> &DeliveryConfig {
+        &self.delivery
+    }
+    fn window(&self, _event: &BusinessEvent) -> Duration {
+        self.window
+    }
+    fn skip_reason(&self, event: &BusinessEvent, _now_s: i64) -> Option<String> {
+        (event.event_id.as_str() == "purchase-policy")
+            .then(|| "not for this destination".to_owned())
+    }
+    fn hold_until_ms(&self, event: &BusinessEvent) -> Option<i64> {
+        (event.event_id.as_str() == "purchase-held").then(|| Ledger::now_ms() + 3_600_000)
+    }
+    async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
+        self.batches.lock().unwrap().push(events.len());
+        if events.iter().any(|e| e.event_id.as_str() == self.poison) {
+            Attempt::Rejected {
+                reason: "meta error 100/2804016: not hashed".into(),
+            }
+        } else {
+            self.answer.lock().unwrap().clone()
+        }
+    }
+}
+
+fn delivery(max_batch: usize) -> DeliveryConfig {
+    DeliveryConfig {
+        requests_per_second: NonZeroU32::new(1000).unwrap(),
+        max_batch_events: max_batch,
+        timeout: Duration::from_secs(1),
+        batch_max_age: Duration::from_secs(300),
+        lanes: BTreeMap::new(),
+        retry_initial: Duration::from_secs(10),
+        retry_max: Duration::from_secs(300),
+        max_retry_age: None,
+        auth_retry: Duration::from_millis(1),
+    }
+}
+
+fn event(id: &str, kind: &str, age_s: i64) -> BusinessEvent {
+    BusinessEvent {
+        event_id: EventId::new(id).unwrap(),
+        kind: Kind::new(kind).unwrap(),
+        rule: "r".into(),
+        lane: Kind::new(kind)
+            .unwrap()
+            .canonical()
+            .map_or(LaneKind::Batched, |c| c.lane),
+        event_time_s: Ledger::now_ms() / 1000 - age_s,
+        commit_lsn: Lsn(1),
+        commit_time_us: 1_000_000,
+        value: Some(Money::new("1.00", "USD").unwrap()),
+        order_id: None,
+        items: Vec::new(),
+        user: Default::default(),
+        consent: Default::default(),
+        click_ids: Default::default(),
+        session: Default::default(),
+    }
+}
+
+struct Setup {
+    lane: Lane<Fake>,
+    spool: Spool,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEvent]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+    let mut writer = spool.writer().unwrap();
+    writer.set_destinations(vec![LedgerTarget {
+        name: "fake",
+        lanes: BTreeMap::new(),
+    }]);
+    for e in events {
+        writer.insert_event(e).unwrap();
+    }
+    writer.commit(Lsn(10)).unwrap();
+    let lane = Lane {
+        dest: Arc::new(Fake {
+            poison: "purchase-5",
+            answer: Mutex::new(answer),
+            batches: Mutex::new(Vec::new()),
+            delivery: delivery(max_batch),
+            window: Duration::from_secs(7 * 86_400),
+        }),
+        lane,
+        ledger: Arc::new(Mutex::new(spool.ledger().unwrap())),
+        limiter: Arc::new(Limiter::new(NonZeroU32::new(1000).unwrap())),
+        metrics: Arc::new(Metrics::default()),
+        unrecorded: Mutex::default(),
+    };
+    Setup {
+        lane,
+        spool,
+        _dir: dir,
+    }
+}
+
+fn purchases(ids: &[&str]) -> Vec<BusinessEvent> {
+    ids.iter()
+        .map(|id| event(id, "transaction.purchase", 60))
+        .collect()
+}
+
+async fn drain(lane: &Lane<Fake>) -> Next {
+    loop {
+        match lane.drain_once().await.unwrap() {
+            Next::More => continue,
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn backoff_doubles_caps_and_jitters_within_a_quarter() {
+    let (i, m) = (Duration::from_secs(1), Duration::from_secs(300));
+    assert_eq!(backoff(i, m, 0), Duration::from_secs(1));
+    assert_eq!(backoff(i, m, 3), Duration::from_secs(8));
+    assert_eq!(backoff(i, m, 30), m);
+    for seed in 0..100 {
+        let j = jitter(Duration::from_secs(8), seed);
+        assert!(
+            j >= Duration::from_secs(6) && j <= Duration::from_secs(10),
+            "{j:?}"
+        );
+    }
+    assert_ne!(
+        jitter(Duration::from_secs(8), 1),
+        jitter(Duration::from_secs(8), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_batch_is_bisected_to_the_bad_event() {
+    let ids: Vec<String> = (1..=8).map(|i| format!("purchase-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        100,
+        &purchases(&ids),
+    );
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    let counts = s.spool.ledger().unwrap().counts("fake").unwrap();
+    assert_eq!((counts.delivered, counts.dead, counts.pending), (7, 1, 0));
+    let dead = s.spool.ledger().unwrap().outcomes("fake", 10).unwrap();
+    assert_eq!(dead[0].event_id, "purchase-5");
+    assert!(dead[0].reason.as_deref().unwrap().contains("2804016"));
+    // 8 → 4 ok + 4 rejected → 2 rejected + 2 ok → 1 dead + 1 ok.
+    assert_eq!(
+        *s.lane.dest.batches.lock().unwrap(),
+        vec![8, 4, 4, 2, 1, 1, 2]
+    );
+}
+
+#[tokio::test]
+async fn stale_and_policy_events_are_skipped_and_held_ones_wait_before_batching() {
+    let mut events = purchases(&["purchase-1", "purchase-policy", "purchase-held"]);
+    events.push(event("purchase-old", "transaction.purchase", 8 * 86_400));
+    let s = setup(Attempt::DELIVERED, LaneKind::RealTime, 100, &events);
+    drain(&s.lane).await;
+    let counts = s.spool.ledger().unwrap().counts("fake").unwrap();
+    assert_eq!(
+        (counts.delivered, counts.skipped, counts.pending),
+        (1, 2, 1)
+    );
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![1]);
+    let outcomes = s.spool.ledger().unwrap().outcomes("fake", 10).unwrap();
+    let reasons: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.reason.as_deref())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("outside fake's window")),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"not for this destination"), "{reasons:?}");
+    // The held one is pending, not due for an hour, with no attempt spent.
+    let ledger = s.spool.ledger().unwrap();
+    assert!(ledger
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap()
+        .is_empty());
+    let later = ledger
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms() + 3_700_000, 10)
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn an_auth_failure_pauses_without_dead_lettering_and_raises_the_alarm() {
+    let paused = Attempt::Paused {
+        reason: "meta error 190: token expired".into(),
+    };
+    let s = setup(
+        paused,
+        LaneKind::RealTime,
+        100,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    assert_eq!(drain(&s.lane).await, Next::Pause);
+    assert_eq!(s.lane.metrics.delivery.paused(), vec!["fake".to_owned()]);
+    let ledger = s.spool.ledger().unwrap();
+    let counts = ledger.counts("fake").unwrap();
+    assert_eq!((counts.pending, counts.dead), (2, 0));
+    // No attempt counted and still due now: fixed credentials send at once.
+    let due = ledger
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|p| p.attempts == 0));
+    *s.lane.dest.answer.lock().unwrap() = Attempt::DELIVERED;
+    drain(&s.lane).await;
+    assert!(
+        s.lane.metrics.delivery.paused().is_empty(),
+        "the alarm clears once it works"
+    );
+    assert_eq!(ledger.counts("fake").unwrap().delivered, 2);
+}
+
+#[tokio::test]
+async fn transient_failures_retry_inside_the_window_and_dead_letter_outside_it() {
+    let flaky = Attempt::Transient {
+        reason: "HTTP 503".into(),
+    };
+    // One event with days of window left, one whose window (less the 5 min
+    // margin) ends in 5 s: sendable now, but its first backoff (10 s ± 25 %)
+    // would land outside it.
+    let mut events = purchases(&["purchase-1"]);
+    events.push(event(
+        "purchase-2",
+        "transaction.purchase",
+        7 * 86_400 - 300 - 5,
+    ));
+    let s = setup(flaky, LaneKind::RealTime, 100, &events);
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    let ledger = s.spool.ledger().unwrap();
+    let counts = ledger.counts("fake").unwrap();
+    assert_eq!((counts.pending, counts.dead), (1, 1));
+    let dead = ledger.outcomes("fake", 10).unwrap();
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("outside fake's window")
+            && dead[0].reason.as_deref().unwrap().contains("HTTP 503")
+    );
+    assert!(
+        ledger
+            .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+            .unwrap()
+            .is_empty(),
+        "backed off"
+    );
+    // Many attempts later, still retried: the window decides, not a count.
+    for _ in 0..20 {
+        let later = ledger
+            .pending(
+                "fake",
+                LaneKind::RealTime,
+                Ledger::now_ms() + 86_400_000,
+                10,
+            )
+            .unwrap();
+        assert_eq!(later.len(), 1);
+        ledger_retry_now(&s.spool);
+        drain(&s.lane).await;
+    }
+    let counts = ledger.counts("fake").unwrap();
+    assert_eq!(
+        (counts.pending, counts.dead),
+        (1, 1),
+        "21 attempts and still pending"
+    );
+}
+
+/// Makes every pending row due now (a test's stand-in for waiting).
+fn ledger_retry_now(spool: &Spool) {
+    let conn = rusqlite::Connection::open(spool.path()).unwrap();
+    conn.execute(
+        "UPDATE deliveries SET not_before_ms = 0 WHERE state = 'pending'",
+        [],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn throttling_waits_without_using_up_attempts() {
+    let throttled = Attempt::RetryAfter {
+        delay: Duration::from_secs(30),
+        reason: "429 RESOURCE_EXHAUSTED".into(),
+    };
+    let s = setup(
+        throttled,
+        LaneKind::RealTime,
+        100,
+        &purchases(&["purchase-1"]),
+    );
+    for _ in 0..5 {
+        assert_eq!(drain(&s.lane).await, Next::Wait);
+        ledger_retry_now(&s.spool);
+    }
+    let due = s
+        .spool
+        .ledger()
+        .unwrap()
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap();
+    assert_eq!(due[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn the_batched_lane_waits_for_a_full_batch_or_its_age_limit() {
+    let views: Vec<BusinessEvent> = (1..=3)
+        .map(|i| event(&format!("view-{i}"), "product.viewed", 5))
+        .collect();
+    let s = setup(Attempt::DELIVERED, LaneKind::Batched, 10, &views);
+    match drain(&s.lane).await {
+        Next::Until(at) => assert!(
+            at > Ledger::now_ms() + 290_000,
+            "waits for the 300 s age limit"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.lane.dest.batches.lock().unwrap().is_empty());
+    // The real-time lane does not see batched events.
+    let rt = setup(Attempt::DELIVERED, LaneKind::RealTime, 10, &views);
+    assert_eq!(drain(&rt.lane).await, Next::Wait);
+    assert!(rt.lane.dest.batches.lock().unwrap().is_empty());
+    // Old enough: sent in one request.
+    let conn = rusqlite::Connection::open(s.spool.path()).unwrap();
+    conn.execute(
+        "UPDATE events SET spooled_at_ms = spooled_at_ms - 301000",
+        [],
+    )
+    .unwrap();
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![3]);
+    // A full batch goes without waiting.
+    let full: Vec<BusinessEvent> = (1..=3)
+        .map(|i| event(&format!("view-{i}"), "product.viewed", 5))
+        .collect();
+    let f = setup(Attempt::DELIVERED, LaneKind::Batched, 3, &full);
+    assert_eq!(drain(&f.lane).await, Next::Wait);
+    assert_eq!(*f.lane.dest.batches.lock().unwrap(), vec![3]);
+}
+
+#[tokio::test]
+async fn an_outcome_the_ledger_cannot_record_is_kept_and_never_resent() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        100,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    let conn = rusqlite::Connection::open(s.spool.path()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER no_delivered BEFORE UPDATE ON deliveries WHEN NEW.state = 'delivered'
+         BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
+    )
+    .unwrap();
+    for _ in 0..5 {
+        assert!(s.lane.drain_once().await.is_err(), "the ledger write fails");
+    }
+    assert_eq!(
+        *s.lane.dest.batches.lock().unwrap(),
+        vec![2],
+        "sent once, not once per retry"
+    );
+    conn.execute_batch("DROP TRIGGER no_delivered").unwrap();
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(
+        s.spool.ledger().unwrap().counts("fake").unwrap().delivered,
+        2
+    );
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2]);
+}
