@@ -154,6 +154,11 @@ async fn admin_endpoints_report_health_metrics_and_status() {
     };
     assert_eq!(status["events"], 1, "{status}");
     assert_eq!(status["destinations"]["meta"]["delivered"], 1, "{status}");
+    assert_eq!(status["derived"]["transaction.purchase"], 1, "{status}");
+    assert_eq!(
+        status["by_kind"]["meta"]["transaction.purchase"]["delivered"], 1,
+        "{status}"
+    );
     assert_eq!(
         status["checkpoint"].as_str().unwrap(),
         p.spool_checkpoint().unwrap().to_string()
@@ -164,7 +169,9 @@ async fn admin_endpoints_report_health_metrics_and_status() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("capi_cdc_delivered_total{destination=\"meta\"} 1"),
+        metrics.contains(
+            "capi_cdc_delivered_total{destination=\"meta\",kind=\"transaction.purchase\"} 1"
+        ),
         "{metrics}"
     );
     running.stop().await;

@@ -91,11 +91,28 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
     let result = tokio::task::spawn_blocking(
         move || -> Result<serde_json::Value, crate::spool::SpoolError> {
             let ledger = spool.ledger()?;
+            let breakdown = ledger.breakdown()?;
+            let totals: serde_json::Map<String, serde_json::Value> = breakdown
+                .destinations
+                .iter()
+                .map(|(dest, kinds)| {
+                    let mut t = crate::spool::LedgerCounts::default();
+                    for c in kinds.values() {
+                        t.pending += c.pending;
+                        t.delivered += c.delivered;
+                        t.dead += c.dead;
+                        t.skipped += c.skipped;
+                    }
+                    (dest.clone(), serde_json::json!(t))
+                })
+                .collect();
             Ok(serde_json::json!({
                 "checkpoint": spool.checkpoint()?.map(|l| l.to_string()),
                 "events": ledger.event_count()?,
                 "derive_failures": ledger.derive_failures()?,
-                "kinds": ledger.breakdown()?,
+                "destinations": totals,
+                "derived": breakdown.derived,
+                "by_kind": breakdown.destinations,
             }))
         },
     )

@@ -306,17 +306,18 @@ pub(super) fn meta(m: RawMeta) -> Result<Option<MetaConfig>, ConfigError> {
             "missing: generate one in Events Manager → Settings → Conversions API and pass it as CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN",
         )
     })?;
-    let consent_policy =
-        match m.consent_policy.as_deref() {
-            None | Some("send_limited") => ConsentPolicy::SendLimited,
-            Some("drop") => ConsentPolicy::Drop,
-            Some(other) => return Err(invalid(
+    let consent_policy = match m.consent_policy.as_deref() {
+        None | Some("send_limited") => ConsentPolicy::SendLimited,
+        Some("drop") => ConsentPolicy::Drop,
+        Some(other) => {
+            return Err(invalid(
                 "destinations.meta.consent_policy",
                 format!(
                     "{other:?}: use \"send_limited\" (the event without identifiers) or \"drop\""
                 ),
-            )),
-        };
+            ))
+        }
+    };
     for (kind, name) in &m.event_names {
         Kind::new(kind).map_err(|e| invalid("destinations.meta.event_names", e.to_string()))?;
         if name.trim().is_empty() || name.len() > 50 {
