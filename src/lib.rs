@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod deliver;

@@ -43,11 +43,18 @@ enum Command {
     Check,
     /// Show the spool checkpoint, delivery counts, and the slot's position and retained WAL.
     Status,
-    /// List events dead-lettered or skipped per destination, with reasons, and derive failures.
+    /// Dead letters per destination with the platform's reason: list, retry or drop them.
     DeadLetters {
-        /// At most this many of each.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        #[command(subcommand)]
+        action: Option<DeadAction>,
+    },
+    /// Create the Google conversion actions the rules need (idempotent) and print their IDs as TOML.
+    Provision,
+    /// Send one clearly marked test purchase to each enabled destination and print the answers.
+    SendTest {
+        /// Meta's test event code (Events Manager → Test events); overrides destinations.meta.test_event_code.
+        #[arg(long)]
+        test_event_code: Option<String>,
     },
     /// Print decoded changes as JSON lines from a temporary slot.
     Tail {
@@ -71,6 +78,35 @@ enum Command {
         )]
         meta_access_token: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadAction {
+    /// List dead letters (newest first) and row changes that could not become events.
+    List(DeadArgs),
+    /// Put dead letters back to pending with a fresh retry budget (same event IDs).
+    Retry(DeadArgs),
+    /// Drop dead letters (kept as skipped, with the reason).
+    Drop(DeadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeadArgs {
+    /// Only this destination (meta, google).
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only this event kind (e.g. transaction.purchase).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Dead-lettered at or after: 2026-12-01, 2026-12-01T08:00:00Z, or an age like 6h.
+    #[arg(long)]
+    since: Option<String>,
+    /// Dead-lettered before (same forms).
+    #[arg(long)]
+    until: Option<String>,
+    /// List at most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
 }
 
 fn main() -> ExitCode {
@@ -182,8 +218,60 @@ async fn with_config(command: Command, config: Config) -> ExitCode {
                 .await
                 .map(|t| print!("{t}")),
         ),
-        Command::DeadLetters { limit } => {
-            done(capi_cdc::status::dead_letters(&config, limit).map(|t| print!("{t}")))
+        Command::DeadLetters { action } => {
+            use capi_cdc::cmd::dead_letters::{self, Action};
+            let (action, args) = match action {
+                None => (
+                    Action::List,
+                    DeadArgs {
+                        destination: None,
+                        kind: None,
+                        since: None,
+                        until: None,
+                        limit: 100,
+                    },
+                ),
+                Some(DeadAction::List(a)) => (Action::List, a),
+                Some(DeadAction::Retry(a)) => (Action::Retry, a),
+                Some(DeadAction::Drop(a)) => (Action::Drop, a),
+            };
+            let now = capi_cdc::spool::Ledger::now_ms();
+            let time =
+                |t: Option<String>| t.map(|t| capi_cdc::cmd::parse_time_ms(&t, now)).transpose();
+            let filter = match (time(args.since), time(args.until)) {
+                (Ok(since_ms), Ok(until_ms)) => capi_cdc::spool::DeadFilter {
+                    destination: args.destination,
+                    kind: args.kind,
+                    since_ms,
+                    until_ms,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return Exit::Config.into();
+                }
+            };
+            done(dead_letters::run(&config, action, &filter, args.limit).map(|t| print!("{t}")))
+        }
+        Command::Provision => done(
+            capi_cdc::cmd::provision::run(&config)
+                .await
+                .map(|t| print!("{t}")),
+        ),
+        Command::SendTest { test_event_code } => {
+            match capi_cdc::cmd::send_test::run(&config, test_event_code).await {
+                Ok((text, ok)) => {
+                    print!("{text}");
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        Exit::Failure.into()
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::NotReady.into()
+                }
+            }
         }
         Command::Tail { max_changes } => {
             let opts = capi_cdc::tail::TailOptions { max_changes };

@@ -98,6 +98,24 @@ pub async fn run(
         lanes.extend(started.tasks);
         wakes.extend(started.wakes);
     }
+    if let Some(google) = &config.google {
+        targets.push(LedgerTarget {
+            name: deliver::google::DESTINATION,
+            lanes: google.delivery.lanes.clone(),
+        });
+        let actions = crate::cmd::provision::recorded_actions(&spool).map_err(|e| match e {
+            crate::cmd::CmdError::Spool(s) => RunError::Spool(s),
+            other => RunError::Source(SourceError::NotReady(other.to_string())),
+        })?;
+        let started = deliver::spawn(
+            deliver::google::GoogleDestination::new(google.clone(), actions),
+            &spool,
+            metrics.clone(),
+            stop_rx.clone(),
+        )?;
+        lanes.extend(started.tasks);
+        wakes.extend(started.wakes);
+    }
     // Only destinations enabled now get ledger rows for new events; events
     // spooled before a destination was enabled reach it through replay.
     writer.set_destinations(targets);

@@ -101,37 +101,3 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
     }
     Ok(out)
 }
-
-/// `capi-cdc dead-letters`: events a destination gave up on or skipped, with
-/// the reason, and row changes that could not become events.
-pub fn dead_letters(config: &Config, limit: usize) -> Result<String, SourceError> {
-    let mut out = String::new();
-    let file = &config.spool.file;
-    if !file.exists() {
-        let _ = writeln!(out, "spool {} does not exist yet", file.display());
-        return Ok(out);
-    }
-    let ledger = Spool::open(file)?.ledger()?;
-    let outcomes = ledger.outcomes(crate::deliver::meta::DESTINATION, limit)?;
-    let _ = writeln!(
-        out,
-        "meta: {} dead-lettered or skipped (newest first, at most {limit})",
-        outcomes.len()
-    );
-    for o in outcomes {
-        let _ = writeln!(
-            out,
-            "  {:<8} {:<24} attempts {:<3} {}",
-            o.state,
-            o.event_id,
-            o.attempts,
-            o.reason.as_deref().unwrap_or("")
-        );
-    }
-    let failures = ledger.derive_failure_list(limit)?;
-    let _ = writeln!(out, "derive failures: {}", failures.len());
-    for (lsn, relation, reason) in failures {
-        let _ = writeln!(out, "  commit {lsn:<14} {relation:<20} {reason}");
-    }
-    Ok(out)
-}

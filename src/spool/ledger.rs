@@ -82,6 +82,62 @@ pub struct Breakdown {
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, LedgerCounts>>,
 }
 
+/// Which dead letters a command works on.
+#[derive(Debug, Clone, Default)]
+pub struct DeadFilter {
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Dead-lettered at or after (ms).
+    pub since_ms: Option<i64>,
+    /// Dead-lettered before (ms).
+    pub until_ms: Option<i64>,
+}
+
+impl DeadFilter {
+    /// ` AND ...` conditions over `d` (deliveries) and `e.kind`, with their values.
+    fn sql(&self) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut clause = String::new();
+        let mut args = Vec::new();
+        if let Some(d) = &self.destination {
+            clause.push_str(" AND d.destination = ?");
+            args.push(Value::Text(d.clone()));
+        }
+        if let Some(k) = &self.kind {
+            clause.push_str(" AND e.kind = ?");
+            args.push(Value::Text(k.clone()));
+        }
+        if let Some(t) = self.since_ms {
+            clause.push_str(" AND d.updated_at_ms >= ?");
+            args.push(Value::Integer(t));
+        }
+        if let Some(t) = self.until_ms {
+            clause.push_str(" AND d.updated_at_ms < ?");
+            args.push(Value::Integer(t));
+        }
+        (clause, args)
+    }
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Destination.
+    pub destination: String,
+    /// Event.
+    pub event_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The platform's last answer.
+    pub reason: Option<String>,
+    /// When (ms).
+    pub at_ms: i64,
+}
+
 /// A dead or skipped event and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -276,6 +332,58 @@ impl Ledger {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Dead letters matching `filter`, newest first.
+    pub fn dead_letters(&self, filter: &DeadFilter, limit: usize) -> Result<Vec<DeadLetter>> {
+        let (clause, args) = filter.sql();
+        let sql = format!(
+            "SELECT d.destination, e.event_id, e.kind, d.attempts, d.reason, d.updated_at_ms
+             FROM deliveries d JOIN events e ON e.seq = d.seq
+             WHERE d.state = 'dead' {clause} ORDER BY d.updated_at_ms DESC, d.seq DESC LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok(DeadLetter {
+                    destination: r.get(0)?,
+                    event_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    attempts: r.get(3)?,
+                    reason: r.get(4)?,
+                    at_ms: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Puts matching dead letters back to pending, due now, with a fresh
+    /// retry budget; returns how many.
+    pub fn retry_dead(&mut self, filter: &DeadFilter) -> Result<usize> {
+        self.change_dead(filter, "state = 'pending', attempts = 0, not_before_ms = 0, reason = 'retried by the operator; was: ' || COALESCE(reason, '')")
+    }
+
+    /// Marks matching dead letters as skipped by the operator; returns how many.
+    pub fn drop_dead(&mut self, filter: &DeadFilter) -> Result<usize> {
+        self.change_dead(
+            filter,
+            "state = 'skipped', reason = 'dropped by the operator; was: ' || COALESCE(reason, '')",
+        )
+    }
+
+    fn change_dead(&mut self, filter: &DeadFilter, set: &str) -> Result<usize> {
+        let (clause, args) = filter.sql();
+        let sql = format!(
+            "UPDATE deliveries AS d SET {set}, updated_at_ms = {now}
+             WHERE d.state = 'dead' {clause}",
+            now = now_ms()
+        )
+        .replace("e.kind", "(SELECT kind FROM events WHERE seq = d.seq)");
+        self.conn
+            .execute(&sql, rusqlite::params_from_iter(args.iter()))
             .map_err(|e| self.err(e))
     }
 

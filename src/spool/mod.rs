@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use ledger::{Breakdown, DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent};
+pub use ledger::{
+    Breakdown, DeadFilter, DeadLetter, DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent,
+};
 pub use writer::{LedgerTarget, SpoolWriter};
 
 use crate::lsn::Lsn;
@@ -283,6 +285,38 @@ impl Spool {
     /// A ledger handle for delivery lanes and status readers.
     pub fn ledger(&self) -> Result<Ledger> {
         Ok(Ledger::new(self.clone(), self.connect()?))
+    }
+
+    /// Sets a `meta` value at once (outside the apply loop's batches: the
+    /// provisioned conversion actions).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let conn = self.connect()?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// `meta` values whose key starts with `prefix` (prefix removed).
+    pub fn meta_prefixed(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.connect()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_owned(), v))
+            .collect())
     }
 
     /// A value from the `meta` table (e.g. `slot`, `system_identifier`).
