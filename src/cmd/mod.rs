@@ -35,7 +35,8 @@ pub fn parse_time_ms(text: &str, now_ms: i64) -> Result<i64, CmdError> {
         ))
     };
     let t = text.trim();
-    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
+    let age = t.len() > 1 && t[..t.len() - 1].bytes().all(|c| c.is_ascii_digit());
+    if let Some(unit) = t.chars().last().filter(|c| age && c.is_ascii_alphabetic()) {
         let n: i64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
         let ms = match unit {
             'm' => 60_000,
