@@ -75,7 +75,11 @@ async fn post_events(
     body: Bytes,
 ) -> Response {
     // Take the fault and release the lock before any await.
-    let fault = sandbox.meta_store().take_fault();
+    let fault = {
+        let mut store = sandbox.meta_store();
+        store.arrived(now_ms());
+        store.take_fault()
+    };
     let delay = Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
 
     if let Some(status) = fault.as_ref().and_then(|f| f.status) {

@@ -41,8 +41,9 @@ pub struct Pipeline {
     pub source_extra: String,
     /// Extra tables at the end of the config (e.g. `[derive]`).
     pub extra_toml: String,
-    /// Extra keys of `[destinations.meta]`; by default the batched lane
-    /// flushes after 1 s so tests need not wait its production age.
+    /// Extra keys of `[destinations.meta]`; by default 200 requests/s and
+    /// a batched lane that flushes after 1 s, so tests need not wait its
+    /// production age.
     pub meta_extra: String,
     _sandbox_stop: watch::Sender<bool>,
 }
@@ -112,7 +113,7 @@ impl Pipeline {
             source_url,
             source_extra: String::new(),
             extra_toml: String::new(),
-            meta_extra: "batch_max_age_s = 1\n".into(),
+            meta_extra: "requests_per_second = 200\nbatch_max_age_s = 1\n".into(),
             _sandbox_stop: tx,
         }
     }
@@ -155,7 +156,6 @@ api_version = "v25.0"
 pixel_id = "{PIXEL}"
 access_token = "{token}"
 timeout_ms = 3000
-requests_per_second = 200
 {meta_extra}
 {extra}
 "#,

@@ -49,6 +49,9 @@ struct GraphError {
     error_subcode: Option<i64>,
     #[serde(default)]
     is_transient: Option<bool>,
+    /// Which parameter failed and why (Meta's CAPI subcoded errors).
+    #[serde(default)]
+    error_user_msg: Option<String>,
 }
 
 impl MetaDestination {
@@ -104,7 +107,10 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Atte
             },
         };
     };
-    let message = http::short(&err.message);
+    let message = match &err.error_user_msg {
+        Some(detail) => http::short(&format!("{}: {detail}", err.message)),
+        None => http::short(&err.message),
+    };
     let code = match err.error_subcode {
         Some(sub) => format!("meta error {}/{sub}", err.code),
         None => format!("meta error {}", err.code),
@@ -170,6 +176,9 @@ impl Destination for MetaDestination {
                 }
                 ConsentPolicy::SendLimited => {}
             }
+        }
+        if !request::has_match_key(event) {
+            return Some("no customer information to match on (no hashed identifier, IP, fbc or fbp): Meta rejects such events; add identity columns or a session to the rule".into());
         }
         if name == "Purchase" && event.value.is_none() {
             return Some("Meta requires value and currency on Purchase".into());

@@ -94,6 +94,24 @@ fn number(text: &str) -> serde_json::Result<Box<RawValue>> {
     RawValue::from_string(text.to_owned())
 }
 
+/// Whether the event's `user_data` has a key Meta can match on: a hashed
+/// identifier other than location alone, a client IP, `fbc` or `fbp`
+/// (a user agent or a country alone is "insufficient", spec §3.4).
+pub fn has_match_key(event: &BusinessEvent) -> bool {
+    if event.consent.user_data_denied() {
+        return limited_has_match_key(event);
+    }
+    let m = &event.user.meta;
+    let strong = m.em.is_some()
+        || m.ph.is_some()
+        || m.external_id.is_some()
+        || (m.fn_.is_some() && m.ln.is_some());
+    strong
+        || event.session.ip.is_some()
+        || event.click_ids.fbc.is_some()
+        || event.click_ids.fbp.is_some()
+}
+
 /// Whether an event sent limited (no identifiers) still has a match key.
 pub fn limited_has_match_key(event: &BusinessEvent) -> bool {
     event.session.ip.is_some()

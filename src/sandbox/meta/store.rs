@@ -66,6 +66,9 @@ pub struct MetaEventsReport {
     pub faulted: u64,
     /// Why each rejected request failed, oldest first.
     pub rejections: Vec<Rejection>,
+    /// Arrival time (Unix ms) of every request to the events edge,
+    /// faulted and rejected ones included: the rate a client really sent.
+    pub request_times_ms: Vec<u64>,
 }
 
 /// A queued fault: the next `remaining` event requests fail and/or are delayed.
@@ -90,6 +93,7 @@ pub struct MetaStore {
     faulted: u64,
     rejections: Vec<Rejection>,
     faults: VecDeque<Fault>,
+    request_times_ms: Vec<u64>,
 }
 
 impl MetaStore {
@@ -145,6 +149,11 @@ impl MetaStore {
         *self = MetaStore::default();
     }
 
+    /// Notes a request's arrival.
+    pub fn arrived(&mut self, at_ms: u64) {
+        self.request_times_ms.push(at_ms);
+    }
+
     /// A snapshot for tests and the read-back endpoint.
     pub fn report(&self) -> MetaEventsReport {
         MetaEventsReport {
@@ -154,6 +163,7 @@ impl MetaStore {
             rejected: self.rejected,
             faulted: self.faulted,
             rejections: self.rejections.clone(),
+            request_times_ms: self.request_times_ms.clone(),
         }
     }
 }
