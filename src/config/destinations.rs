@@ -434,7 +434,7 @@ pub(super) fn google(g: RawGoogle) -> Result<Option<GoogleConfig>, ConfigError> 
         .filter(|s| !s.is_empty())
         .map(|s| digits("destinations.google.login_account_id", &s))
         .transpose()?;
-    let ads_api_version = g.ads_api_version.unwrap_or_else(|| "v22".into());
+    let ads_api_version = g.ads_api_version.unwrap_or_else(|| "v26".into());
     if !(ads_api_version.starts_with('v')
         && ads_api_version.len() > 1
         && ads_api_version[1..].bytes().all(|c| c.is_ascii_digit()))

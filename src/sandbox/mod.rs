@@ -12,6 +12,7 @@
 //! held across `.await`; logs never contain request bodies, PII, hashes or
 //! tokens (counts, status codes and the pixel id only).
 
+pub mod google;
 pub mod meta;
 
 use std::fmt;
@@ -38,6 +39,8 @@ pub struct SandboxConfig {
     pub meta_access_token: String,
     /// Accepted Graph versions in the path, e.g. `v25.0`.
     pub api_versions: Vec<String>,
+    /// Google's OAuth, Data Manager and Ads API look-alikes.
+    pub google: google::GoogleSandboxConfig,
 }
 
 impl Default for SandboxConfig {
@@ -47,6 +50,7 @@ impl Default for SandboxConfig {
             meta_access_token: "sandbox-meta-token".into(),
             // CAPI versions live at least two years; these are the ones in use in 2026.
             api_versions: (20..=25).map(|v| format!("v{v}.0")).collect(),
+            google: google::GoogleSandboxConfig::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl fmt::Debug for SandboxConfig {
             .field("meta_pixel_id", &self.meta_pixel_id)
             .field("meta_access_token", &"[redacted]")
             .field("api_versions", &self.api_versions)
+            .field("google", &self.google)
             .finish()
     }
 }
@@ -71,6 +76,7 @@ pub struct Sandbox {
 struct Inner {
     config: SandboxConfig,
     meta: Mutex<meta::MetaStore>,
+    google: google::GoogleSandbox,
 }
 
 impl Sandbox {
@@ -78,6 +84,7 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
         Sandbox {
             inner: Arc::new(Inner {
+                google: google::GoogleSandbox::new(config.google.clone()),
                 config,
                 meta: Mutex::default(),
             }),
@@ -87,6 +94,11 @@ impl Sandbox {
     /// The configuration it was built with.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config
+    }
+
+    /// The Google half: report, faults, clock.
+    pub fn google(&self) -> &google::GoogleSandbox {
+        &self.inner.google
     }
 
     /// Snapshot of what the Meta endpoint accepted and rejected.
@@ -107,11 +119,13 @@ impl Sandbox {
 
 /// All sandbox routes (platform endpoints, test hooks, `/healthz`) over `state`.
 pub fn router(state: Sandbox) -> Router {
+    let google = google::routes(state.google().clone());
     Router::new()
         .merge(meta::routes())
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .merge(google)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// Serves a fresh sandbox built from `config` until `shutdown` completes.
