@@ -32,7 +32,18 @@ pub fn test_event(now_ms: i64) -> BusinessEvent {
             quantity: 1,
             unit_price: Some(crate::event::Decimal::parse("1.00").expect("a decimal")),
         }],
-        user: Default::default(),
+        // A reserved address (RFC 2606 `.invalid`), hashed like any other:
+        // both platforms need an identifier to accept an event.
+        user: crate::derive::identity::hash_user(
+            &crate::derive::identity::RawUser {
+                email: Some(crate::derive::identity::Pii::new(
+                    "send-test@capi-cdc.invalid",
+                )),
+                ..Default::default()
+            },
+            None,
+        )
+        .0,
         consent: Consent {
             ad_user_data: Signal::Granted,
             ad_personalization: Signal::Denied,

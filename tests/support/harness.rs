@@ -41,6 +41,9 @@ pub struct Pipeline {
     pub source_extra: String,
     /// Extra tables at the end of the config (e.g. `[derive]`).
     pub extra_toml: String,
+    /// `[destinations.google]` pointing at the sandbox when `Some`, with
+    /// these extra lines (e.g. a `conversion_actions` table).
+    pub google_extra: Option<String>,
     /// Extra keys of `[destinations.meta]`; by default 200 requests/s and
     /// a batched lane that flushes after 1 s, so tests need not wait its
     /// production age.
@@ -113,6 +116,7 @@ impl Pipeline {
             source_url,
             source_extra: String::new(),
             extra_toml: String::new(),
+            google_extra: None,
             meta_extra: "requests_per_second = 200\nbatch_max_age_s = 1\n".into(),
             _sandbox_stop: tx,
         }
@@ -157,8 +161,10 @@ pixel_id = "{PIXEL}"
 access_token = "{token}"
 timeout_ms = 3000
 {meta_extra}
+{google}
 {extra}
 "#,
+            google = self.google_toml(),
             meta_extra = self.meta_extra,
             extra = self.extra_toml,
             url = self.source_url,
@@ -169,6 +175,36 @@ timeout_ms = 3000
             sandbox = self.sandbox_url,
             token = self.token,
             admin = self.admin_listen,
+        )
+    }
+
+    /// The Google destination's table, against the sandbox's defaults.
+    fn google_toml(&self) -> String {
+        let Some(extra) = &self.google_extra else {
+            return String::new();
+        };
+        let g = capi_cdc::sandbox::google::GoogleSandboxConfig::default();
+        format!(
+            r#"
+[destinations.google]
+oauth_token_url = "{sandbox}/token"
+data_manager_url = "{sandbox}"
+ads_api_url = "{sandbox}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+refresh_token = "{refresh_token}"
+developer_token = "sandbox-developer-token"
+operating_account_id = "{account}"
+requests_per_second = 100
+batch_max_age_s = 1
+auth_retry_s = 1
+{extra}
+"#,
+            sandbox = self.sandbox_url,
+            client_id = g.client_id,
+            client_secret = g.client_secret,
+            refresh_token = g.refresh_token,
+            account = g.operating_account_id,
         )
     }
 

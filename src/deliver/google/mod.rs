@@ -134,6 +134,13 @@ impl Destination for GoogleDestination {
                 event.kind, event.kind
             ));
         }
+        if !request::has_identifier(event) {
+            return Some(if event.consent.user_data_denied() {
+                "no click ID, and ad_user_data was denied (no user data may be sent): Google cannot attribute it".to_owned()
+            } else {
+                "no identifiers: Google needs a click ID (gclid, gbraid, wbraid) or hashed user data".to_owned()
+            });
+        }
         None
     }
 

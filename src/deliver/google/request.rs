@@ -159,6 +159,19 @@ struct CartItem<'a> {
     unit_price: Option<Box<RawValue>>,
 }
 
+/// Whether the event carries something Google can match: a click ID, or
+/// user identifiers it may send (not when `ad_user_data` is denied).
+pub fn has_identifier(e: &BusinessEvent) -> bool {
+    let g = &e.user.google;
+    let user = g.email.is_some()
+        || g.phone.is_some()
+        || (g.given_name.is_some()
+            && g.family_name.is_some()
+            && g.region_code.is_some()
+            && g.postal_code.is_some());
+    e.click_ids.google.is_some() || (user && !e.consent.user_data_denied())
+}
+
 fn status(s: Signal) -> Option<&'static str> {
     match s {
         Signal::Granted => Some("CONSENT_GRANTED"),
