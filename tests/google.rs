@@ -332,3 +332,47 @@ async fn dead_letters_are_listed_retried_and_dropped_by_destination_and_kind() {
     assert_ne!(code, 0);
     assert!(stderr.contains("not a time"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_daily_quota_parks_the_lane_until_the_reset_instead_of_spinning() {
+    let (p, _action) = with_google("quota").await;
+    p.sandbox
+        .google()
+        .push_fault(GoogleFault::DailyQuotaExhausted {
+            endpoint: capi_cdc::sandbox::google::GoogleEndpoint::Ingest,
+            count: 1,
+            retry_delay_s: Some(3 * 3600),
+        })
+        .unwrap();
+    let running = p.start();
+    p.sql("INSERT INTO orders (id, customer_id, status, total, session_id) VALUES (1, 1, 'paid', 1, 'g1')").await;
+    p.wait_for_events(1, WAIT).await; // Meta is not affected
+    let deadline = Instant::now() + WAIT;
+    while p.sandbox.google().report().faults_fired == 0 {
+        assert!(Instant::now() < deadline, "the quota answer never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more seconds: no further ingest request (parked, not spinning).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = p.sandbox.google().report();
+    running.stop().await;
+    let ingest = serde_json::to_value(&report.requests).unwrap();
+    assert_eq!(ingest["ingest"]["total"], 1, "{ingest}");
+    let conn = rusqlite::Connection::open(p.spool_file()).unwrap();
+    let (state, attempts, not_before): (String, u32, i64) = conn
+        .query_row(
+            "SELECT state, attempts, not_before_ms FROM deliveries WHERE destination = 'google'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("pending", 0),
+        "kept, no attempt used"
+    );
+    assert!(
+        not_before > capi_cdc::spool::Ledger::now_ms() + 2 * 3_600_000,
+        "parked until the quota resets"
+    );
+}

@@ -54,6 +54,9 @@ pub(super) struct RawMeta {
     #[serde(default)]
     event_names: BTreeMap<String, String>,
     consent_policy: Option<String>,
+    limited_data_use: Option<bool>,
+    data_processing_options_country: Option<u32>,
+    data_processing_options_state: Option<u32>,
     requests_per_second: Option<u32>,
     max_batch_events: Option<usize>,
     timeout_ms: Option<u64>,
@@ -240,6 +243,9 @@ pub struct MetaConfig {
     pub event_names: BTreeMap<String, String>,
     /// What to do with an event whose `ad_user_data` consent is denied.
     pub consent_policy: ConsentPolicy,
+    /// Limited Data Use: `data_processing_options = ["LDU"]` with this
+    /// country and state (0 = let Meta geolocate; 1 = USA; 1000 = California).
+    pub limited_data_use: Option<(u32, u32)>,
     /// Rate, batching, lanes, retries.
     pub delivery: DeliveryConfig,
 }
@@ -343,7 +349,36 @@ pub(super) fn meta(m: RawMeta) -> Result<Option<MetaConfig>, ConfigError> {
         META_MAX_BATCH,
         1500,
     )?;
+    let limited_data_use = match m.limited_data_use {
+        Some(true) => {
+            let country = m.data_processing_options_country.unwrap_or(0);
+            let state = m.data_processing_options_state.unwrap_or(0);
+            if country > 1 {
+                return Err(invalid(
+                    "destinations.meta.data_processing_options_country",
+                    "use 0 (let Meta geolocate) or 1 (USA)",
+                ));
+            }
+            if state != 0 && !(1000..=1013).contains(&state) {
+                return Err(invalid(
+                    "destinations.meta.data_processing_options_state",
+                    "use 0 (let Meta geolocate) or a state code 1000-1013 (1000 = California)",
+                ));
+            }
+            Some((country, state))
+        }
+        _ if m.data_processing_options_country.is_some()
+            || m.data_processing_options_state.is_some() =>
+        {
+            return Err(invalid(
+                "destinations.meta.limited_data_use",
+                "data_processing_options_country/state apply only with limited_data_use = true",
+            ))
+        }
+        _ => None,
+    };
     Ok(Some(MetaConfig {
+        limited_data_use,
         base_url,
         api_version,
         pixel_id,

@@ -89,7 +89,11 @@ impl GoogleDestination {
             login_account_id: self.config.login_account_id.as_deref(),
             validate_only: self.config.validate_only,
         };
-        request::body(&target, &with_actions)
+        request::body(
+            &target,
+            &with_actions,
+            crate::spool::Ledger::now_ms() / 1000,
+        )
     }
 
     async fn post(

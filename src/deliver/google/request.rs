@@ -207,7 +207,7 @@ pub fn rfc3339(unix_s: i64) -> String {
     )
 }
 
-fn event<'a>(e: &'a BusinessEvent, reference: String) -> serde_json::Result<Event<'a>> {
+fn event<'a>(e: &'a BusinessEvent, reference: String, now_s: i64) -> serde_json::Result<Event<'a>> {
     let g = &e.user.google;
     let mut ids = Vec::new();
     if let Some(h) = &g.email {
@@ -275,7 +275,8 @@ fn event<'a>(e: &'a BusinessEvent, reference: String) -> serde_json::Result<Even
     Ok(Event {
         destination_references: vec![reference],
         transaction_id: e.event_id.as_str(),
-        event_timestamp: rfc3339(e.event_time_s),
+        // A business time ahead of our clock is clamped, not sent as future.
+        event_timestamp: rfc3339(e.event_time_s.min(now_s)),
         user_data: (!ids.is_empty() && !denied).then_some(UserData {
             user_identifiers: ids,
         }),
@@ -299,7 +300,11 @@ fn event<'a>(e: &'a BusinessEvent, reference: String) -> serde_json::Result<Even
 }
 
 /// The request body for `events`, each with its conversion action ID.
-pub fn body(target: &Target<'_>, events: &[(&BusinessEvent, &str)]) -> serde_json::Result<Vec<u8>> {
+pub fn body(
+    target: &Target<'_>,
+    events: &[(&BusinessEvent, &str)],
+    now_s: i64,
+) -> serde_json::Result<Vec<u8>> {
     let mut actions: BTreeMap<&str, String> = BTreeMap::new();
     for (_, action) in events {
         actions
@@ -323,7 +328,7 @@ pub fn body(target: &Target<'_>, events: &[(&BusinessEvent, &str)]) -> serde_jso
         .collect();
     let events = events
         .iter()
-        .map(|(e, action)| event(e, actions[action].clone()))
+        .map(|(e, action)| event(e, actions[action].clone(), now_s))
         .collect::<serde_json::Result<Vec<_>>>()?;
     let any_user_data = events.iter().any(|e| e.user_data.is_some());
     serde_json::to_vec(&Request {
@@ -396,7 +401,7 @@ mod tests {
             login_account_id: Some("999"),
             validate_only: false,
         };
-        serde_json::from_slice(&body(&t, events).unwrap()).unwrap()
+        serde_json::from_slice(&body(&t, events, 1_800_000_000).unwrap()).unwrap()
     }
 
     #[test]

@@ -35,6 +35,12 @@ struct ServerEvent<'a> {
     event_source_url: Option<&'a str>,
     user_data: UserData<'a>,
     custom_data: CustomData<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_processing_options: Option<[&'static str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_processing_options_country: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_processing_options_state: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -121,6 +127,7 @@ fn event<'a>(
     e: &'a BusinessEvent,
     name: &'a str,
     now_s: i64,
+    ldu: Option<(u32, u32)>,
 ) -> serde_json::Result<ServerEvent<'a>> {
     let limited = e.consent.user_data_denied();
     let s = &e.session;
@@ -168,6 +175,9 @@ fn event<'a>(
             num_items: (!e.items.is_empty()).then(|| e.items.iter().map(|i| i.quantity).sum()),
             contents,
         },
+        data_processing_options: ldu.map(|_| ["LDU"]),
+        data_processing_options_country: ldu.map(|(c, _)| c),
+        data_processing_options_state: ldu.map(|(_, s)| s),
     })
 }
 
@@ -180,7 +190,14 @@ pub fn body<'a>(
 ) -> serde_json::Result<Vec<u8>> {
     let data = events
         .iter()
-        .map(|e| event(e, name(e).unwrap_or_default(), now_s))
+        .map(|e| {
+            event(
+                e,
+                name(e).unwrap_or_default(),
+                now_s,
+                config.limited_data_use,
+            )
+        })
         .collect::<serde_json::Result<Vec<_>>>()?;
     serde_json::to_vec(&Body {
         data,
@@ -270,6 +287,27 @@ mod tests {
         assert_eq!(ev["user_data"]["fbc"], "fb.1.1554763741205.AbCdEfGh");
         assert_eq!(ev["user_data"]["client_ip_address"], "203.0.113.7");
         assert!(ev["user_data"]["em"].is_string());
+        assert!(ev.get("data_processing_options").is_none());
+        // A business time ahead of our clock is clamped, not sent as future.
+        let mut ahead = purchase();
+        ahead.event_time_s = 1_900_000_000;
+        assert_eq!(json(&[&ahead])["data"][0]["event_time"], 1_800_000_000);
+    }
+
+    #[test]
+    fn limited_data_use_is_sent_as_configured() {
+        let mut c = config();
+        c.limited_data_use = Some((1, 1000));
+        let e = purchase();
+        let v: serde_json::Value =
+            serde_json::from_slice(&body(&c, &[&e], |_| Some("Purchase"), 1_800_000_000).unwrap())
+                .unwrap();
+        assert_eq!(
+            v["data"][0]["data_processing_options"],
+            serde_json::json!(["LDU"])
+        );
+        assert_eq!(v["data"][0]["data_processing_options_country"], 1);
+        assert_eq!(v["data"][0]["data_processing_options_state"], 1000);
     }
 
     #[test]
