@@ -87,7 +87,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         except (OSError, urllib.error.URLError, ValueError):
             pass  # not listening yet
         cp = last.get("capi_cdc_checkpoint_lsn", 0)
-        delivered = last.get('capi_cdc_delivered_total{destination="meta"}', 0)
+        # Delivered to Meta, summed over the event kinds' series.
+        delivered = sum(v for k, v in last.items() if k.startswith('capi_cdc_delivered_total{destination="meta"'))
         if t_cp is None and cp >= target:
             t_cp = now - args.t0
         if t_del is None and delivered >= args.delivered:
@@ -103,7 +104,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
             break
         time.sleep(args.interval)
     def m(name: str) -> int:
-        return last.get(name, last.get(name + '{destination="meta"}', 0))
+        """A metric, summed over its labelled series."""
+        return sum(v for k, v in last.items() if k == name or k.startswith(name + "{"))
 
     print(
         f"wait: {why}; last seen: checkpoint {fmt_lsn(m('capi_cdc_checkpoint_lsn'))} "

@@ -50,6 +50,24 @@ enum Command {
     },
     /// Create the Google conversion actions the rules need (idempotent) and print their IDs as TOML.
     Provision,
+    /// Re-deliver spooled events by commit LSN range, with their original IDs (never moves the slot).
+    Replay {
+        /// First commit LSN, e.g. 0/16B3748.
+        #[arg(long)]
+        from_lsn: capi_cdc::lsn::Lsn,
+        /// Last commit LSN (default: the spool checkpoint).
+        #[arg(long)]
+        to_lsn: Option<capi_cdc::lsn::Lsn>,
+        /// Only this destination (meta, google).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only this event kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print what would be sent per destination and kind; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Send one clearly marked test purchase to each enabled destination and print the answers.
     SendTest {
         /// Meta's test event code (Events Manager → Test events); overrides destinations.meta.test_event_code.
@@ -251,6 +269,26 @@ async fn with_config(command: Command, config: Config) -> ExitCode {
                 }
             };
             done(dead_letters::run(&config, action, &filter, args.limit).map(|t| print!("{t}")))
+        }
+        Command::Replay {
+            from_lsn,
+            to_lsn,
+            destination,
+            kind,
+            dry_run,
+        } => {
+            let args = capi_cdc::cmd::replay::ReplayArgs {
+                from: from_lsn,
+                to: to_lsn,
+                destination,
+                kind,
+                dry_run,
+            };
+            done(
+                capi_cdc::cmd::replay::run(&config, &args, shutdown_signal())
+                    .await
+                    .map(|t| print!("{t}")),
+            )
         }
         Command::Provision => done(
             capi_cdc::cmd::provision::run(&config)

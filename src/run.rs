@@ -131,6 +131,23 @@ pub async fn run(
         source,
     })?;
 
+    let pruner = tokio::spawn(crate::spool::prune::run(
+        spool.clone(),
+        crate::spool::prune::Retention {
+            events: config.retention(),
+            lookups: config
+                .rules
+                .lookups
+                .values()
+                .filter_map(|l| {
+                    l.expire_after_s
+                        .map(|s| (l.name.clone(), Duration::from_secs(s as u64)))
+                })
+                .collect(),
+            every: config.spool.prune_every,
+        },
+        stop_rx.clone(),
+    ));
     let heartbeat = config.source.heartbeat_interval.map(|every| {
         tokio::spawn(source::heartbeat(
             config.source.clone(),
@@ -178,6 +195,7 @@ pub async fn run(
         let _ = lane.await;
     }
     let _ = admin.await;
+    let _ = pruner.await;
     if let Some(heartbeat) = heartbeat {
         let _ = heartbeat.await;
     }

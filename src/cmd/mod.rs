@@ -5,11 +5,13 @@
 //! - [`dead_letters`]: `capi-cdc dead-letters list|retry|drop`
 //! - [`provision`]: `capi-cdc provision` (Google conversion actions)
 //! - [`send_test`]: `capi-cdc send-test`
+//! - [`replay`]: `capi-cdc replay --from-lsn`
 //!
 //! [`Config`]: crate::config::Config
 
 pub mod dead_letters;
 pub mod provision;
+pub mod replay;
 pub mod send_test;
 
 /// A command failed; the message names the thing and the remedy.

@@ -93,6 +93,8 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawSpool {
     path: Option<PathBuf>,
+    retention_days: Option<u32>,
+    prune_interval_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +196,11 @@ pub struct SourceConfig {
 pub struct SpoolConfig {
     /// The SQLite file (a `spool.sqlite3` inside `spool.path` when that is a directory).
     pub file: PathBuf,
+    /// How long events stay replayable; `None`: the longest window of the
+    /// enabled destinations, at least Meta's 7 days ([`Config::retention`]).
+    pub retention: Option<Duration>,
+    /// How often the pruner looks.
+    pub prune_every: Duration,
 }
 
 /// `[admin]`.
@@ -204,6 +211,16 @@ pub struct AdminConfig {
 }
 
 impl Config {
+    /// How long spooled events are kept: `spool.retention_days`, else the
+    /// longest window of the enabled destinations and at least 7 days.
+    pub fn retention(&self) -> Duration {
+        const META_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+        self.spool.retention.unwrap_or_else(|| {
+            let google = self.google.as_ref().map_or(Duration::ZERO, |g| g.lookback);
+            META_WINDOW.max(google)
+        })
+    }
+
     /// Loads `path` (if it exists) and the environment, then validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Self::from_figment(Self::figment(path))
@@ -285,6 +302,17 @@ impl TryFrom<RawConfig> for Config {
             .path
             .unwrap_or_else(|| PathBuf::from("./capi-cdc-spool/"));
         let file = spool_file(&spool_path);
+        let retention = match raw.spool.retention_days {
+            None => None,
+            Some(0) => {
+                return Err(invalid(
+                    "spool.retention_days",
+                    "must be at least 1 (replay reaches back this far)",
+                ))
+            }
+            Some(d) => Some(Duration::from_secs(u64::from(d) * 86_400)),
+        };
+        let prune_every = Duration::from_secs(raw.spool.prune_interval_s.unwrap_or(300).max(1));
 
         let listen = raw.admin.listen.unwrap_or_else(|| "127.0.0.1:9187".into());
         let listen = listen.parse().map_err(|_| {
@@ -323,7 +351,11 @@ impl TryFrom<RawConfig> for Config {
                 tls_ca_file,
                 heartbeat_interval,
             },
-            spool: SpoolConfig { file },
+            spool: SpoolConfig {
+                file,
+                retention,
+                prune_every,
+            },
             admin: AdminConfig { listen },
             meta,
             google,

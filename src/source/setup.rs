@@ -349,6 +349,9 @@ async fn create_slot_with_snapshot(
     // task, which closes the connection.
     client.abort();
     writer.set_meta("slot", &src.slot)?;
+    // Which database this spool belongs to: replay and backfill refuse
+    // another one.
+    writer.set_meta("database", src.pg.get_dbname().unwrap_or_default())?;
     writer.commit(consistent_point)?;
     lines.push(format!(
         "spooled the lookup snapshot ({} rows; identities hashed) with checkpoint {consistent_point}",

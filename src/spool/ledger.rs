@@ -474,6 +474,147 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Events whose commit LSN is in `[from, to]` (and of `kind`, if given):
+    /// `(seq, kind, lane, event_time_s)`, in spool order.
+    pub fn events_in_range(
+        &self,
+        from: crate::lsn::Lsn,
+        to: crate::lsn::Lsn,
+        kind: Option<&str>,
+    ) -> Result<Vec<(i64, String, LaneKind, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, kind, payload, event_time_s FROM events
+                 WHERE commit_lsn >= ?1 AND commit_lsn <= ?2 AND (?3 IS NULL OR kind = ?3) ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from.0 as i64, to.0 as i64, kind], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(seq, kind, payload, t)| {
+                let ev: BusinessEvent =
+                    serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
+                        path: self.spool.path.clone(),
+                        record: format!("event seq {seq}"),
+                        source,
+                    })?;
+                Ok((seq, kind, ev.lane, t))
+            })
+            .collect()
+    }
+
+    /// Makes `seqs` pending again for `destination` (creating the ledger
+    /// row for a destination enabled after they were spooled), due now,
+    /// with a fresh retry budget.
+    pub fn replay(&mut self, destination: &str, rows: &[(i64, LaneKind)]) -> Result<()> {
+        let now = now_ms();
+        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (destination, seq, state, lane, attempts, not_before_ms, reason, updated_at_ms)
+                     VALUES (?1, ?2, 'pending', ?3, 0, 0, 'replay', ?4)
+                     ON CONFLICT (destination, seq) DO UPDATE SET state = 'pending', attempts = 0, not_before_ms = 0,
+                         reason = 'replay', updated_at_ms = excluded.updated_at_ms",
+                )
+                .map_err(|e| self.spool.err(e))?;
+            for (seq, lane) in rows {
+                stmt.execute(params![destination, seq, lane.as_str(), now])
+                    .map_err(|e| self.spool.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.spool.err(e))
+    }
+
+    /// Where `seqs` stand for `destination`: (kind, state, reason) per event.
+    pub fn states_of(
+        &self,
+        destination: &str,
+        seqs: &[i64],
+    ) -> Result<Vec<(String, String, Option<String>)>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.kind, d.state, d.reason FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND d.seq = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        for seq in seqs {
+            let row = stmt
+                .query_row(params![destination, seq], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(|e| self.err(e))?;
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `limit` events spooled before `before_ms` whose
+    /// deliveries are all settled (none pending), with their ledger rows;
+    /// returns how many events went.
+    pub fn prune_events(&mut self, before_ms: i64, limit: usize) -> Result<usize> {
+        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
+        let n = {
+            let seqs: Vec<i64> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT e.seq FROM events e WHERE e.spooled_at_ms < ?1
+                         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq AND d.state = 'pending')
+                         ORDER BY e.seq LIMIT ?2",
+                    )
+                    .map_err(|e| self.spool.err(e))?;
+                let rows = stmt
+                    .query_map(params![before_ms, limit as i64], |r| r.get(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+                    .map_err(|e| self.spool.err(e))?;
+                rows
+            };
+            for seq in &seqs {
+                tx.execute("DELETE FROM deliveries WHERE seq = ?1", [seq])
+                    .map_err(|e| self.spool.err(e))?;
+                tx.execute("DELETE FROM events WHERE seq = ?1", [seq])
+                    .map_err(|e| self.spool.err(e))?;
+            }
+            seqs.len()
+        };
+        tx.commit().map_err(|e| self.spool.err(e))?;
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` rows of `lookup` last changed before
+    /// `before_us` (expired lookup state); returns how many.
+    pub fn prune_lookup(&mut self, lookup: &str, before_us: i64, limit: usize) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM lookup_rows WHERE rowid IN (SELECT rowid FROM lookup_rows WHERE lookup = ?1 AND updated_us < ?2 LIMIT ?3)",
+                params![lookup, before_us, limit as i64],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest change time stored for a lookup (µs), if it has rows.
+    pub fn newest_lookup_change_us(&self, lookup: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT MAX(updated_us) FROM lookup_rows WHERE lookup = ?1",
+                [lookup],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Derivation's counted reasons (fields left out, values clamped), most
     /// frequent first.
     pub fn derive_notes(&self, limit: usize) -> Result<Vec<(String, u64)>> {

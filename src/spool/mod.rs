@@ -18,6 +18,7 @@
 //! - No raw PII is ever written here (events carry hashes only).
 
 mod ledger;
+pub mod prune;
 mod writer;
 
 use std::path::{Path, PathBuf};
