@@ -50,6 +50,24 @@ enum Command {
     },
     /// Create the Google conversion actions the rules need (idempotent) and print their IDs as TOML.
     Provision,
+    /// Derive events from rows already in the database, in one snapshot, and spool them for delivery.
+    Backfill {
+        /// Business time at or after: 2026-12-01, 2026-12-01T08:00:00Z, or an age like 30d.
+        #[arg(long)]
+        since: String,
+        /// Business time before (same forms; default now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this event kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Count what would be spooled; spool nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Re-deliver spooled events by commit LSN range, with their original IDs (never moves the slot).
     Replay {
         /// First commit LSN, e.g. 0/16B3748.
@@ -286,6 +304,44 @@ async fn with_config(command: Command, config: Config) -> ExitCode {
             };
             done(
                 capi_cdc::cmd::replay::run(&config, &args, shutdown_signal())
+                    .await
+                    .map(|t| print!("{t}")),
+            )
+        }
+        Command::Backfill {
+            since,
+            until,
+            kind,
+            destination,
+            dry_run,
+        } => {
+            let now = capi_cdc::spool::Ledger::now_ms();
+            let since_ms = match capi_cdc::cmd::parse_time_ms(&since, now) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --since: {e}");
+                    return Exit::Config.into();
+                }
+            };
+            let until_ms = match until
+                .map(|u| capi_cdc::cmd::parse_time_ms(&u, now))
+                .transpose()
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --until: {e}");
+                    return Exit::Config.into();
+                }
+            };
+            let args = capi_cdc::cmd::backfill::BackfillArgs {
+                since_ms,
+                until_ms,
+                kind,
+                destination,
+                dry_run,
+            };
+            done(
+                capi_cdc::cmd::backfill::run(&config, &args, shutdown_signal())
                     .await
                     .map(|t| print!("{t}")),
             )

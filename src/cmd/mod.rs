@@ -6,9 +6,11 @@
 //! - [`provision`]: `capi-cdc provision` (Google conversion actions)
 //! - [`send_test`]: `capi-cdc send-test`
 //! - [`replay`]: `capi-cdc replay --from-lsn`
+//! - [`backfill`]: `capi-cdc backfill --since`
 //!
 //! [`Config`]: crate::config::Config
 
+pub mod backfill;
 pub mod dead_letters;
 pub mod provision;
 pub mod replay;

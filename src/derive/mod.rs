@@ -330,6 +330,46 @@ impl Deriver {
         cols
     }
 
+    /// Columns of `table` its rules read (for backfill), of rules of
+    /// `kind` when given; empty when no such rule reads the table.
+    pub fn rule_columns(&self, table: &Table, kind: Option<&str>) -> Vec<String> {
+        let mut cols: Vec<String> = self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| &r.table == table && kind.is_none_or(|k| r.kind.as_str() == k))
+            .flat_map(|r| r.columns().into_iter().map(|(_, c)| c.to_owned()))
+            .collect();
+        cols.sort();
+        cols.dedup();
+        cols
+    }
+
+    /// Derives the drafts of one row read from a snapshot, as if it had
+    /// just been inserted (backfill); rules of `kind` only when given.
+    pub fn backfill_row(
+        &self,
+        tx: &TxContext,
+        rel: &Relation,
+        row: &Row,
+        kind: Option<&str>,
+    ) -> Vec<Effect> {
+        let table = Self::table_of(rel);
+        let mut out = Vec::new();
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            if rule.table != table || kind.is_some_and(|k| rule.kind.as_str() != k) {
+                continue;
+            }
+            if evaluate::holds(rule, rel, row) != Some(true) {
+                continue;
+            }
+            if let Some(draft) = evaluate::draft(index, rule, tx, rel, row, &mut out) {
+                out.push(Effect::Draft(draft));
+            }
+        }
+        out
+    }
+
     /// Turns a transaction's drafts into events, as of its commit.
     pub fn finish(
         &self,

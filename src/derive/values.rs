@@ -102,8 +102,12 @@ pub fn instant_us(rel: &Relation, row: &Row, column: &str) -> Cell<i64> {
 }
 
 /// A column as exact decimal text (numeric or integer; never a float).
+/// Text that is a plain decimal (a snapshot's `numeric::text`) counts too.
 pub fn decimal(rel: &Relation, row: &Row, column: &str) -> Cell<String> {
     match get(rel, row, column) {
+        Ok(Value::Text(t)) if crate::event::Decimal::parse(t).is_ok() => {
+            Cell::Some(t.trim().to_owned())
+        }
         Ok(v) => match v.as_decimal() {
             Some(d) => Cell::Some(d.into_owned()),
             None if matches!(v, Value::Numeric(_)) => Cell::BadType("NaN or infinite"),

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod preflight;
 pub mod setup;
 pub mod slot;
+pub mod snapshot;
 pub mod tls;
 
 use std::time::Duration;

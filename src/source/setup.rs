@@ -13,9 +13,9 @@ use super::preflight::{
     publication_exists, server_facts, server_findings, table_facts, Level, Report,
 };
 use super::slot;
+use super::snapshot;
 use super::{control_client, describe_target, replication_config, SourceError, StreamOptions};
 use crate::config::Config;
-use crate::decode::{oid, Column, Relation, ReplicaIdentity, Row, Value};
 use crate::derive::Deriver;
 use crate::lsn::Lsn;
 use crate::spool::Spool;
@@ -293,7 +293,9 @@ async fn create_slot_with_snapshot(
     let mut writer = spool.writer()?;
     let mut counts = Vec::new();
     for table in config.rules.tables() {
-        let Some((sql, relation)) = snapshot_query(&deriver, catalog, &table) else {
+        let Some((sql, relation)) =
+            snapshot::query(catalog, &table, &deriver.snapshot_columns(&table), None)
+        else {
             continue;
         };
         client
@@ -312,26 +314,14 @@ async fn create_slot_with_snapshot(
                 break;
             }
             for r in rows {
-                let values = relation
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let text = r
-                            .get(i)
-                            .cloned()
-                            .flatten()
-                            .map(|b| String::from_utf8_lossy(&b).into_owned());
-                        match (text, c.type_oid) {
-                            (None, _) => Value::Null,
-                            (Some(t), oid::TIMESTAMPTZ) => {
-                                t.parse().map_or(Value::Null, Value::Timestamptz)
-                            }
-                            (Some(t), _) => Value::Text(t),
-                        }
-                    })
-                    .collect();
-                for effect in deriver.snapshot_row(snapshot_us, &relation, &Row { values }) {
+                let texts = (0..relation.columns.len()).map(|i| {
+                    r.get(i)
+                        .cloned()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                });
+                let row = snapshot::row(&relation, texts);
+                for effect in deriver.snapshot_row(snapshot_us, &relation, &row) {
                     writer.apply_state(&effect)?;
                 }
                 count += 1;
@@ -358,71 +348,4 @@ async fn create_slot_with_snapshot(
         counts.join(", ")
     ));
     Ok(lines)
-}
-
-/// The snapshot query of one table (primary key and the columns lookups
-/// and `became_true` rules keep, as text; times as epoch µs) and the shape
-/// its rows are read with. `None` when the table needs no snapshot.
-fn snapshot_query(
-    deriver: &Deriver,
-    catalog: &Catalog,
-    table: &crate::derive::Table,
-) -> Option<(String, Relation)> {
-    let info = catalog.tables.get(table)?;
-    let wanted = deriver.snapshot_columns(table);
-    if wanted.is_empty() {
-        return None;
-    }
-    let pk: Vec<&str> = info.pk();
-    let mut columns: Vec<&str> = pk.clone();
-    columns.extend(
-        wanted
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !pk.contains(c)),
-    );
-    let mut select = Vec::new();
-    let mut shape = Vec::new();
-    for name in columns {
-        let column = info.columns.get(name);
-        let is_time = column.is_some_and(|c| c.is_time());
-        let q = quote_ident(name);
-        select.push(if is_time {
-            format!("(extract(epoch from {q}) * 1000000)::int8::text")
-        } else if column.is_some_and(|c| c.type_name == "inet") {
-            // The output function, as the stream sends it: no `/32`.
-            format!("format('%s', {q})")
-        } else {
-            format!("{q}::text")
-        });
-        shape.push(Column {
-            name: name.to_owned(),
-            type_oid: if is_time { oid::TIMESTAMPTZ } else { oid::TEXT },
-            type_modifier: -1,
-            is_key: pk.contains(&name),
-        });
-    }
-    // In key order, so that among rows sharing a lookup key (a consent
-    // log) the one stored last, which `latest` prefers at equal times, is
-    // the one with the highest (most recent serial) key.
-    let order: Vec<String> = pk.iter().map(|c| quote_ident(c)).collect();
-    let order = if order.is_empty() {
-        String::new()
-    } else {
-        format!(" ORDER BY {}", order.join(", "))
-    };
-    let sql = format!(
-        "SELECT {} FROM {}.{}{order}",
-        select.join(", "),
-        quote_ident(&table.schema),
-        quote_ident(&table.name)
-    );
-    let relation = Relation {
-        oid: 0,
-        namespace: table.schema.clone(),
-        name: table.name.clone(),
-        replica_identity: ReplicaIdentity::Default,
-        columns: shape,
-    };
-    Some((sql, relation))
 }

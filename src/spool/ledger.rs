@@ -615,6 +615,14 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether an event with this ID is in the spool.
+    pub fn event_exists(&self, event_id: &str) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")
+            .and_then(|mut s| s.exists([event_id]))
+            .map_err(|e| self.err(e))
+    }
+
     /// Derivation's counted reasons (fields left out, values clamped), most
     /// frequent first.
     pub fn derive_notes(&self, limit: usize) -> Result<Vec<(String, u64)>> {

@@ -242,6 +242,17 @@ impl SpoolWriter {
         Ok(new)
     }
 
+    /// Commits the open batch without touching the checkpoint: backfill
+    /// adds events beside the apply loop, and must never move the position
+    /// the stream resumes from.
+    pub fn commit_events_only(&mut self) -> Result<()> {
+        if self.open {
+            self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+            self.open = false;
+        }
+        Ok(())
+    }
+
     /// Drops the open batch (used when the source connection breaks
     /// mid-transaction: the transaction will be streamed again).
     pub fn rollback(&mut self) -> Result<()> {
