@@ -176,6 +176,10 @@ pub async fn run(
     if args.dry_run || events.is_empty() {
         return Ok(out);
     }
+    // Say what it will do before doing it, when someone is watching.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("{out}");
+    }
     for t in &targets {
         let rows: Vec<(i64, LaneKind)> = events
             .iter()
