@@ -176,6 +176,9 @@ impl Applier {
                 wal_start, data, ..
             } => {
                 let lsn = Lsn(wal_start.as_u64());
+                self.metrics
+                    .received_lsn
+                    .fetch_max(lsn.0, std::sync::atomic::Ordering::Relaxed);
                 let message = match self.decoder.decode(data) {
                     Ok(m) => m,
                     Err(source) => return self.undecodable_row(lsn, data, source),
@@ -219,6 +222,9 @@ impl Applier {
                 }
                 let committed = self.flush()?;
                 let wal_end = Lsn(wal_end.as_u64());
+                self.metrics
+                    .received_lsn
+                    .fetch_max(wal_end.0, std::sync::atomic::Ordering::Relaxed);
                 let due = *reply_requested
                     || self
                         .last_idle_write

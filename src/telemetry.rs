@@ -47,6 +47,8 @@ pub struct Metrics {
     pub derive_notes: AtomicU64,
     /// The spool checkpoint (= flush LSN reported to PostgreSQL).
     pub checkpoint_lsn: AtomicU64,
+    /// The furthest WAL position received from the server.
+    pub received_lsn: AtomicU64,
     /// Spool commits.
     pub spool_commits: AtomicU64,
     /// Replication (re)connections.
@@ -70,6 +72,10 @@ pub struct DestinationMetrics {
     pub throttled: AtomicU64,
     /// 1 while the destination is paused for the operator (bad credentials).
     pub paused: AtomicU64,
+    /// 1 while an operator paused it (`POST /api/destinations/{name}/pause`).
+    pub operator_paused: AtomicU64,
+    /// Why it is paused (the platform's answer and the remedy).
+    pub paused_reason: std::sync::Mutex<Option<String>>,
     /// Sum of spool-commit-to-acceptance latency, ms.
     pub latency_ms_sum: AtomicU64,
     /// Events in that sum.
@@ -130,13 +136,44 @@ impl DeliveryMetrics {
         field(&k).fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Destinations paused for the operator.
+    /// Destinations paused (credentials, or by an operator).
     pub fn paused(&self) -> Vec<String> {
         let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
         map.iter()
-            .filter(|(_, d)| d.paused.load(Ordering::Relaxed) == 1)
+            .filter(|(_, d)| {
+                d.paused.load(Ordering::Relaxed) == 1
+                    || d.operator_paused.load(Ordering::Relaxed) == 1
+            })
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// Why a destination is paused, if it is.
+    pub fn paused_reason(&self, destination: &str) -> Option<String> {
+        let d = {
+            let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(destination)?.clone()
+        };
+        if d.operator_paused.load(Ordering::Relaxed) == 1 {
+            return Some(
+                "paused by an operator (POST /api/destinations/{name}/resume resumes it)"
+                    .replace("{name}", destination),
+            );
+        }
+        let reason = d
+            .paused_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        reason
+    }
+
+    /// Whether `destination` is known (has lanes in this process).
+    pub fn knows(&self, destination: &str) -> bool {
+        self.destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(destination)
     }
 
     fn render(&self, out: &mut String) {

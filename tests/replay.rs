@@ -97,7 +97,11 @@ async fn a_replayed_range_sends_the_same_ids_and_payloads_which_the_platform_ded
     );
     // A spool of another database is refused.
     let conn = rusqlite::Connection::open(p.spool_file()).unwrap();
-    conn.execute("UPDATE meta SET value = 'other_db' WHERE key = 'database'", []).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = 'other_db' WHERE key = 'database'",
+        [],
+    )
+    .unwrap();
     let (code, _, err) = p.binary(&["replay", "--from-lsn", &first]);
     assert_ne!(code, 0);
     assert!(err.contains("belongs to database other_db"), "{err}");

@@ -76,24 +76,16 @@ fn describe(a: &Attempt) -> String {
     }
 }
 
-/// Runs the command; `test_event_code` overrides Meta's configured one.
-/// Returns what to print and whether every destination accepted.
-pub async fn run(
+/// Sends the test event to every enabled destination: its ID and each
+/// destination's answer. `test_event_code` overrides Meta's configured one.
+pub async fn send(
     config: &Config,
     test_event_code: Option<String>,
-) -> Result<(String, bool), CmdError> {
+) -> Result<(String, Vec<(&'static str, Attempt)>), CmdError> {
     let now = Ledger::now_ms();
     let event = test_event(now);
-    let mut out = String::new();
-    let mut all_ok = true;
-    let mut any = false;
-    let _ = writeln!(
-        out,
-        "test event {} (transaction.purchase, 1.00 USD)",
-        event.event_id
-    );
+    let mut answers = Vec::new();
     if let Some(meta) = &config.meta {
-        any = true;
         let mut meta = meta.clone();
         meta.test_event_code = test_event_code.or(meta.test_event_code);
         if meta.test_event_code.is_none() {
@@ -102,12 +94,9 @@ pub async fn run(
             ));
         }
         let dest = crate::deliver::meta::MetaDestination::new(meta);
-        let answer = dest.send(&[&event]).await;
-        all_ok &= matches!(answer, Attempt::Delivered { .. });
-        let _ = writeln!(out, "meta:   {}", describe(&answer));
+        answers.push(("meta", dest.send(&[&event]).await));
     }
     if let Some(google) = &config.google {
-        any = true;
         let mut google = google.clone();
         google.validate_only = true;
         let actions = if config.spool.file.exists() {
@@ -120,18 +109,53 @@ pub async fn run(
             Some(reason) => Attempt::Rejected { reason },
             None => dest.send(&[&event]).await,
         };
-        all_ok &= matches!(answer, Attempt::Delivered { .. });
-        let _ = writeln!(
-            out,
-            "google: {} (validateOnly: nothing recorded)",
-            describe(&answer)
-        );
+        answers.push(("google", answer));
     }
-    if !any {
+    if answers.is_empty() {
         return Err(CmdError::Usage(
             "no destination is enabled: configure [destinations.meta] or [destinations.google]"
                 .into(),
         ));
     }
+    Ok((event.event_id.to_string(), answers))
+}
+
+/// Each destination's answer in words (the admin API's test button).
+pub async fn answers(
+    config: &Config,
+    test_event_code: Option<String>,
+) -> Result<Vec<(&'static str, String)>, CmdError> {
+    let (_, answers) = send(config, test_event_code).await?;
+    Ok(answers
+        .iter()
+        .map(|(d, a)| {
+            let mut text = describe(a);
+            if *d == "google" && matches!(a, Attempt::Delivered { .. }) {
+                text.push_str(" (validateOnly)");
+            }
+            (*d, text)
+        })
+        .collect())
+}
+
+/// Runs the command: what to print and whether every destination accepted.
+pub async fn run(
+    config: &Config,
+    test_event_code: Option<String>,
+) -> Result<(String, bool), CmdError> {
+    let (id, answers) = send(config, test_event_code).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "test event {id} (transaction.purchase, 1.00 USD)");
+    for (d, a) in &answers {
+        let note = if *d == "google" {
+            " (validateOnly: nothing recorded)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "{:<7} {}{note}", format!("{d}:"), describe(a));
+    }
+    let all_ok = answers
+        .iter()
+        .all(|(_, a)| matches!(a, Attempt::Delivered { .. }));
     Ok((out, all_ok))
 }

@@ -101,6 +101,8 @@ struct RawSpool {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
+    #[serde(default, deserialize_with = "string_like")]
+    token: Option<String>,
 }
 
 /// Accepts a string or a bare number as a string: figment reads
@@ -208,6 +210,9 @@ pub struct SpoolConfig {
 pub struct AdminConfig {
     /// Address of the admin HTTP server.
     pub listen: SocketAddr,
+    /// Bearer token for the mutating endpoints (test event, pause/resume,
+    /// retry dead letters); they answer 403 when none is configured.
+    pub token: Option<Secret>,
 }
 
 impl Config {
@@ -356,7 +361,15 @@ impl TryFrom<RawConfig> for Config {
                 retention,
                 prune_every,
             },
-            admin: AdminConfig { listen },
+            admin: AdminConfig {
+                listen,
+                token: match raw.admin.token {
+                    Some(t) if t.trim().len() < 16 => {
+                        return Err(invalid("admin.token", "must be at least 16 characters (it guards sending test events and pausing destinations); pass it as CAPI_CDC_ADMIN__TOKEN"))
+                    }
+                    t => t.map(Secret::new),
+                },
+            },
             meta,
             google,
             rules,

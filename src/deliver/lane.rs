@@ -176,6 +176,13 @@ impl<D: Destination> Lane<D> {
     async fn drain_once(&self) -> Result<Next, SpoolError> {
         self.record_unrecorded().await?;
         let name = self.dest.name();
+        let mut operator_paused = false;
+        self.metrics.delivery.destination(name, |d| {
+            operator_paused = d.operator_paused.load(std::sync::atomic::Ordering::Relaxed) == 1
+        });
+        if operator_paused {
+            return Ok(Next::Pause);
+        }
         let delivery = self.dest.delivery();
         let limit = delivery.max_batch_events;
         let now_ms = Ledger::now_ms();
@@ -288,7 +295,9 @@ impl<D: Destination> Lane<D> {
                 Attempt::Paused { reason } => {
                     tracing::error!(destination = name, reason = %reason, retry_s = self.dest.delivery().auth_retry.as_secs(), "ALARM: destination paused until the operator fixes it; events are kept");
                     self.metrics.delivery.destination(name, |d| {
-                        d.paused.store(1, std::sync::atomic::Ordering::Relaxed)
+                        d.paused.store(1, std::sync::atomic::Ordering::Relaxed);
+                        *d.paused_reason.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(reason.clone());
                     });
                     // No attempt counted and no `not_before` stored: once
                     // the credentials work, they go at once.

@@ -82,6 +82,15 @@ pub struct Breakdown {
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, LedgerCounts>>,
 }
 
+/// Events in the last hour against the same hour a week before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HourlyCount {
+    /// The last hour.
+    pub last_hour: u64,
+    /// The same hour, a week earlier.
+    pub same_hour_last_week: u64,
+}
+
 /// Which dead letters a command works on.
 #[derive(Debug, Clone, Default)]
 pub struct DeadFilter {
@@ -613,6 +622,64 @@ impl Ledger {
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
+    }
+
+    /// Recent ledger rows of `destination` (events spooled since
+    /// `since_ms`, newest first): state, last update (ms) and the event.
+    pub fn recent_deliveries(
+        &self,
+        destination: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, BusinessEvent)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.state, d.updated_at_ms, e.payload, e.event_id FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.destination = ?1 AND e.spooled_at_ms >= ?2 ORDER BY d.seq DESC LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![destination, since_ms, limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(state, at, payload, id)| {
+                let ev = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
+                    path: self.spool.path.clone(),
+                    record: format!("event {id}"),
+                    source,
+                })?;
+                Ok((state, at, ev))
+            })
+            .collect()
+    }
+
+    /// Events of `kind` spooled for `destination` in the last hour, and in
+    /// the same hour a week earlier.
+    pub fn per_hour(&self, destination: &str, kind: &str, now_ms: i64) -> Result<HourlyCount> {
+        let count = |from: i64, to: i64| -> Result<u64> {
+            self.conn
+                .prepare_cached(
+                    "SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.seq
+                     WHERE d.destination = ?1 AND e.kind = ?2 AND e.spooled_at_ms >= ?3 AND e.spooled_at_ms < ?4",
+                )
+                .and_then(|mut s| s.query_row(params![destination, kind, from, to], |r| r.get(0)))
+                .map_err(|e| self.err(e))
+        };
+        const HOUR: i64 = 3_600_000;
+        const WEEK: i64 = 7 * 24 * HOUR;
+        Ok(HourlyCount {
+            last_hour: count(now_ms - HOUR, now_ms)?,
+            same_hour_last_week: count(now_ms - WEEK - HOUR, now_ms - WEEK)?,
+        })
     }
 
     /// Whether an event with this ID is in the spool.
