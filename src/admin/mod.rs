@@ -142,13 +142,13 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 /// `Err(answer)` unless the request carries the configured bearer token.
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.config.admin.token else {
-        return Err((
+        return Err(Box::new((
             StatusCode::FORBIDDEN,
             Json(serde_json::json!({"error": "no admin.token is configured: set it (CAPI_CDC_ADMIN__TOKEN) to enable this endpoint"})),
         )
-            .into_response());
+            .into_response()));
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -167,7 +167,7 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         Ok(())
     } else {
         tracing::warn!("admin request refused: missing or wrong bearer token");
-        Err((StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "admin token required: send Authorization: Bearer <admin.token>"}))).into_response())
+        Err(Box::new((StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "admin token required: send Authorization: Bearer <admin.token>"}))).into_response()))
     }
 }
 
@@ -197,7 +197,7 @@ async fn health_json(State(state): State<AdminState>) -> Response {
 
 async fn test_event(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     match crate::cmd::send_test::answers(&state.config, None).await {
         Ok(results) => {
@@ -225,7 +225,7 @@ async fn pause_resume(
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     if !state.metrics.delivery.knows(&name) {
         return (
@@ -269,7 +269,7 @@ async fn retry_dead(
     body: Option<Json<RetryFilter>>,
 ) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     let f = body.map(|Json(f)| f).unwrap_or_default();
     let spool = state.spool.clone();
