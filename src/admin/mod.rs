@@ -42,6 +42,7 @@ pub async fn spawn(
     let addr: SocketAddr = config.admin.listen;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
@@ -287,4 +288,21 @@ async fn retry_dead(
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// The health page: one self-contained file, reading `/api/health`.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything is inline and same-origin; nothing else may load.
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
 }

@@ -215,9 +215,11 @@ async function main() {
   if (error) {
     console.log(JSON.stringify({ ok: false, error, saw: seen }));
     console.error(`check.mjs: FAILED: ${error}`);
+    console.error("browser: 0 passed, 1 failed"); // the plain closing line CI logs read
     process.exit(1);
   }
   console.log(JSON.stringify({ ok: true, saw: seen }));
+  console.error("browser: 1 passed, 0 failed");
 }
 
 main();

@@ -41,6 +41,8 @@ pub struct Pipeline {
     pub source_extra: String,
     /// Extra tables at the end of the config (e.g. `[derive]`).
     pub extra_toml: String,
+    /// `admin.token`, when a test needs the mutating endpoints.
+    pub admin_token: Option<String>,
     /// `[destinations.google]` pointing at the sandbox when `Some`, with
     /// these extra lines (e.g. a `conversion_actions` table).
     pub google_extra: Option<String>,
@@ -117,6 +119,7 @@ impl Pipeline {
             source_extra: String::new(),
             extra_toml: String::new(),
             google_extra: None,
+            admin_token: None,
             meta_extra: "requests_per_second = 200\nbatch_max_age_s = 1\n".into(),
             _sandbox_stop: tx,
         }
@@ -153,6 +156,7 @@ path = "{spool}"
 
 [admin]
 listen = "{admin}"
+{admin_token}
 
 [destinations.meta]
 base_url = "{sandbox}"
@@ -165,6 +169,11 @@ timeout_ms = 3000
 {extra}
 "#,
             google = self.google_toml(),
+            admin_token = self
+                .admin_token
+                .as_ref()
+                .map(|t| format!("token = \"{t}\""))
+                .unwrap_or_default(),
             meta_extra = self.meta_extra,
             extra = self.extra_toml,
             url = self.source_url,
