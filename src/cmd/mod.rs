@@ -64,14 +64,7 @@ pub fn parse_time_ms(text: &str, now_ms: i64) -> Result<i64, CmdError> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
         return Err(bad());
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::decode::days_from_civil(y, m as u32, day as u32);
     Ok(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
 }
 

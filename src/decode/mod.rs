@@ -37,7 +37,9 @@ use std::sync::Arc;
 
 use crate::lsn::Lsn;
 
-pub use datetime::{pg_date_to_unix_days, pg_timestamp_to_unix_us};
+pub use datetime::{
+    civil_from_days, days_from_civil, pg_date_to_unix_days, pg_timestamp_to_unix_us,
+};
 pub use relation::{Column, Relation, RelationCache, ReplicaIdentity};
 pub use value::{oid, type_name, Format, Value, ValueError};
 

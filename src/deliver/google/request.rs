@@ -187,18 +187,8 @@ fn number(text: &str) -> serde_json::Result<Box<RawValue>> {
 
 /// RFC 3339 in UTC for Unix seconds (`1970-01-01T00:00:00Z`).
 pub fn rfc3339(unix_s: i64) -> String {
-    let days = unix_s.div_euclid(86_400);
+    let (year, month, day) = crate::decode::civil_from_days(unix_s.div_euclid(86_400));
     let secs = unix_s.rem_euclid(86_400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,
