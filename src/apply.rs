@@ -197,6 +197,10 @@ impl Applier {
                     Metrics::add(&self.metrics.transactions_skipped, 1);
                     return Ok(None);
                 }
+                let commit_ms = (tx.ctx.commit_time_us / 1000).max(0) as u64;
+                self.metrics
+                    .last_commit_ms
+                    .fetch_max(commit_ms, std::sync::atomic::Ordering::Relaxed);
                 // Every change of the transaction is in lookup state now:
                 // resolve the drafts' joins as of this commit.
                 let effects = self.deriver.finish(&tx.ctx, tx.drafts, &self.writer)?;

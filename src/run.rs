@@ -143,6 +143,11 @@ pub async fn run(
         },
         stop_rx.clone(),
     ));
+    let watcher = tokio::spawn(watch_slot(
+        config.source.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let heartbeat = config.source.heartbeat_interval.map(|every| {
         tokio::spawn(source::heartbeat(
             config.source.clone(),
@@ -191,6 +196,7 @@ pub async fn run(
     }
     let _ = admin.await;
     let _ = pruner.await;
+    let _ = watcher.await;
     if let Some(heartbeat) = heartbeat {
         let _ = heartbeat.await;
     }
@@ -365,4 +371,47 @@ fn apply_loop(
 
 fn ack(client: &ReplicationClient, lsn: Lsn) {
     client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+}
+
+/// Every 10 s, the slot's retained WAL and `safe_wal_size` and the
+/// server's WAL position, for `/metrics` and `/api/health` (a DBA's first
+/// question: is this connector making my primary keep WAL?). Failures are
+/// logged at debug and retried; they never affect streaming.
+async fn watch_slot(
+    src: crate::config::SourceConfig,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let target = describe_target(&src.pg);
+    let mut client: Option<tokio_postgres::Client> = None;
+    loop {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = source::control_client(&src).await.ok();
+        }
+        if let Some(c) = &client {
+            match slot::slot_info(c, &target, &src.slot).await {
+                Ok(Some(info)) => {
+                    metrics
+                        .slot_retained_bytes
+                        .store(info.retained_bytes.unwrap_or(0).max(0) as u64, Relaxed);
+                    metrics.slot_safe_wal_bytes.store(
+                        info.safe_wal_size.map_or(u64::MAX, |s| s.max(0) as u64),
+                        Relaxed,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "slot watcher: cannot read the slot"),
+            }
+            if let Ok(row) = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).await {
+                if let Ok(lsn) = row.get::<_, String>(0).parse::<Lsn>() {
+                    metrics.server_lsn.store(lsn.0, Relaxed);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

@@ -49,6 +49,14 @@ pub struct Metrics {
     pub checkpoint_lsn: AtomicU64,
     /// The furthest WAL position received from the server.
     pub received_lsn: AtomicU64,
+    /// The server's current WAL position, as last read by the slot watcher.
+    pub server_lsn: AtomicU64,
+    /// Bytes of WAL the slot holds back (`pg_current_wal_lsn() - restart_lsn`).
+    pub slot_retained_bytes: AtomicU64,
+    /// `safe_wal_size` of the slot (bytes before it is at risk); `u64::MAX` = unlimited.
+    pub slot_safe_wal_bytes: AtomicU64,
+    /// Unix ms of the commit of the newest spooled transaction (for lag in seconds).
+    pub last_commit_ms: AtomicU64,
     /// Spool commits.
     pub spool_commits: AtomicU64,
     /// Replication (re)connections.
@@ -350,6 +358,57 @@ impl Metrics {
             "Heartbeat messages seen back in the stream.",
             get(&self.heartbeats),
         );
+        let lag = get(&self.server_lsn).saturating_sub(get(&self.checkpoint_lsn));
+        let lag_s = match get(&self.last_commit_ms) {
+            0 => 0,
+            t => {
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+                    .saturating_sub(t))
+                    / 1000
+            }
+        };
+        for (name, kind, help, value) in [
+            (
+                "capi_cdc_received_lsn",
+                "gauge",
+                "Furthest WAL position received, as a byte position.",
+                get(&self.received_lsn),
+            ),
+            (
+                "capi_cdc_server_lsn",
+                "gauge",
+                "The server's current WAL position (slot watcher), as a byte position.",
+                get(&self.server_lsn),
+            ),
+            (
+                "capi_cdc_lag_bytes",
+                "gauge",
+                "WAL between the server's position and the spool checkpoint.",
+                if get(&self.server_lsn) == 0 { 0 } else { lag },
+            ),
+            (
+                "capi_cdc_lag_seconds",
+                "gauge",
+                "Seconds since the commit of the newest spooled transaction (0 before the first).",
+                lag_s,
+            ),
+            (
+                "capi_cdc_slot_retained_wal_bytes",
+                "gauge",
+                "WAL the slot holds back on the server.",
+                get(&self.slot_retained_bytes),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        let safe = get(&self.slot_safe_wal_bytes);
+        if safe != u64::MAX && safe != 0 {
+            out.push_str(&format!("# HELP capi_cdc_slot_safe_wal_size_bytes WAL the server may still write before the slot is at risk (max_slot_wal_keep_size).\n# TYPE capi_cdc_slot_safe_wal_size_bytes gauge\ncapi_cdc_slot_safe_wal_size_bytes {safe}\n"));
+        }
         self.delivery.render(&mut out);
         out
     }

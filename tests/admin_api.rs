@@ -91,6 +91,29 @@ async fn health_reports_real_numbers_and_mutating_endpoints_need_the_token() {
         "{purchase}"
     );
     assert_eq!(health["replication"]["streaming"], true);
+    assert!(
+        health["replication"]["retained_wal_bytes"].is_u64(),
+        "the slot watcher read the slot: {}",
+        health["replication"]
+    );
+    assert!(health["replication"]["lag_bytes"].is_u64());
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "capi_cdc_slot_retained_wal_bytes ",
+        "capi_cdc_lag_bytes ",
+        "capi_cdc_lag_seconds ",
+        "capi_cdc_received_lsn ",
+        "capi_cdc_rate_limit_wait_ms_total{destination=\"meta\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
 
     // Every mutating endpoint refuses without a token and with a wrong one.
     for path in MUTATING {

@@ -204,16 +204,17 @@ pub fn health(
         })
         .collect();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let received = get(&metrics.received_lsn);
+    let server = get(&metrics.server_lsn).max(get(&metrics.received_lsn));
     let checkpoint = get(&metrics.checkpoint_lsn);
+    let retained = get(&metrics.slot_retained_bytes);
     Ok(json!({
         "generated_at": crate::deliver::google::request::rfc3339(now / 1000),
         "replication": {
             "streaming": get(&metrics.streaming) == 1,
             "slot": slot,
             "checkpoint_lsn": crate::lsn::Lsn(checkpoint).to_string(),
-            "lag_bytes": (received > 0).then(|| received.saturating_sub(checkpoint)),
-            "retained_wal_bytes": Value::Null,
+            "lag_bytes": (server > 0).then(|| server.saturating_sub(checkpoint)),
+            "retained_wal_bytes": (get(&metrics.server_lsn) > 0).then_some(retained),
         },
         "destinations": dests,
         "dead_letters": dead,

@@ -181,7 +181,8 @@ impl<D: Destination> Lane<D> {
             operator_paused = d.operator_paused.load(std::sync::atomic::Ordering::Relaxed) == 1
         });
         if operator_paused {
-            return Ok(Next::Pause);
+            // Look again in a second: a resume takes effect at once.
+            return Ok(Next::Until(Ledger::now_ms() + 1000));
         }
         let delivery = self.dest.delivery();
         let limit = delivery.max_batch_events;
