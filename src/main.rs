@@ -42,7 +42,14 @@ enum Command {
     /// Check the server, slot and configuration; exit non-zero if capi-cdc could not run.
     Check,
     /// Show the spool checkpoint, delivery counts, and the slot's position and retained WAL.
-    Status,
+    Status {
+        /// One business event's whole story (rule, commit, consent, identifiers as sent, each destination's answer), as JSON.
+        #[arg(long)]
+        event: Option<String>,
+        /// The per destination x kind picture (as /api/health) as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Dead letters per destination with the platform's reason: list, retry or drop them.
     DeadLetters {
         #[command(subcommand)]
@@ -249,7 +256,16 @@ async fn with_config(command: Command, config: Config) -> ExitCode {
                 Exit::CheckFailed.into()
             }
         }
-        Command::Status => done(
+        Command::Status {
+            event: Some(id), ..
+        } => done(
+            capi_cdc::status::event_story(&config, &id)
+                .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
+        ),
+        Command::Status { json: true, .. } => {
+            done(capi_cdc::status::json(&config).map(|v| println!("{v}")))
+        }
+        Command::Status { .. } => done(
             capi_cdc::status::status(&config)
                 .await
                 .map(|t| print!("{t}")),

@@ -101,3 +101,63 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
     }
     Ok(out)
 }
+
+/// `capi-cdc status --event ID`: one business event's whole story — the
+/// rule and commit it came from, its consent and identifiers (hashed, as
+/// sent), and per destination where it stands with the platform's last
+/// answer (for Google, the Data Manager request ID it was accepted under).
+pub fn event_story(config: &Config, event_id: &str) -> Result<serde_json::Value, SourceError> {
+    let spool = Spool::open(&config.spool.file)?;
+    let ledger = spool.ledger()?;
+    let Some((event, rows)) = ledger.event_story(event_id)? else {
+        return Err(SourceError::NotReady(format!(
+            "no event {event_id} in spool {}: check the ID (the storefront's pixel convention, e.g. purchase-42) or whether it was pruned past spool.retention_days",
+            config.spool.file.display()
+        )));
+    };
+    let destinations: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "destination": r.destination,
+                "state": r.state,
+                "lane": r.lane,
+                "attempts": r.attempts,
+                "last_answer": r.reason,
+                "updated_at": crate::deliver::google::request::rfc3339(r.updated_at_ms / 1000),
+                "not_before": (r.not_before_ms > 0).then(|| crate::deliver::google::request::rfc3339(r.not_before_ms / 1000)),
+                "google_request_id": r.reason.as_deref().and_then(|x| x.split("request_id ").nth(1)).map(|id| id.split(|c: char| c.is_whitespace() || c == ';').next().unwrap_or(id)),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "event": event,
+        "event_time": crate::deliver::google::request::rfc3339(event.event_time_s),
+        "destinations": destinations,
+    }))
+}
+
+/// `capi-cdc status --json`: the `/api/health` document computed from the
+/// spool (live gauges such as streaming and lag are only known to `run`).
+pub fn json(config: &Config) -> Result<serde_json::Value, SourceError> {
+    let spool = Spool::open(&config.spool.file)?;
+    let mut destinations: Vec<&'static str> = Vec::new();
+    if config.meta.is_some() {
+        destinations.push(crate::deliver::meta::DESTINATION);
+    }
+    if config.google.is_some() {
+        destinations.push(crate::deliver::google::DESTINATION);
+    }
+    let metrics = crate::telemetry::Metrics::default();
+    if let Some(cp) = spool.checkpoint()? {
+        metrics
+            .checkpoint_lsn
+            .store(cp.0, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(crate::admin::health::health(
+        &spool,
+        &metrics,
+        &config.source.slot,
+        &destinations,
+    )?)
+}

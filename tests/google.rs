@@ -96,6 +96,42 @@ async fn meta_and_google_receive_one_purchase_with_the_same_business_event_id() 
         )
         .unwrap();
     assert!(receipt.is_some_and(|r| r.contains("request_id")));
+    // The event's whole story, as an operator asks for it.
+    let (code, story, err) = p.binary(&["status", "--event", "purchase-1"]);
+    assert_eq!(code, 0, "{story}{err}");
+    let story: serde_json::Value = serde_json::from_str(&story).unwrap();
+    assert_eq!(story["event"]["rule"], "purchase");
+    assert_eq!(story["event"]["consent"]["ad_user_data"], "unknown");
+    assert!(
+        story["event"]["user"]["google"]["email"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64),
+        "hashed, as sent"
+    );
+    let dests = story["destinations"].as_array().unwrap();
+    assert!(
+        dests
+            .iter()
+            .all(|d| d["state"] == "delivered" && d["attempts"] == 1),
+        "{dests:?}"
+    );
+    let google = dests.iter().find(|d| d["destination"] == "google").unwrap();
+    assert_eq!(
+        google["google_request_id"].as_str().map(str::len),
+        Some(36),
+        "{google}"
+    );
+    let (code, _, err) = p.binary(&["status", "--event", "purchase-999"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no event purchase-999"), "{err}");
+    let (code, json, _) = p.binary(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["destinations"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! attempt. State moves `pending → delivered | dead | skipped`; a retry keeps
 //! it `pending` with a later `not_before` and one more attempt.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{now_ms, Result, Spool, SpoolError};
@@ -89,6 +89,25 @@ pub struct HourlyCount {
     pub last_hour: u64,
     /// The same hour, a week earlier.
     pub same_hour_last_week: u64,
+}
+
+/// One destination's ledger row for one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerRow {
+    /// Destination.
+    pub destination: String,
+    /// pending | delivered | dead | skipped.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The platform's last answer, the policy's reason, or the receipt.
+    pub reason: Option<String>,
+    /// Last change (ms).
+    pub updated_at_ms: i64,
+    /// real_time | batched.
+    pub lane: String,
+    /// Not sent before (ms).
+    pub not_before_ms: i64,
 }
 
 /// Which dead letters a command works on.
@@ -680,6 +699,48 @@ impl Ledger {
             last_hour: count(now_ms - HOUR, now_ms)?,
             same_hour_last_week: count(now_ms - WEEK - HOUR, now_ms - WEEK)?,
         })
+    }
+
+    /// One event and its ledger rows: the payload, and per destination
+    /// (name, state, attempts, last answer or receipt, last change ms, lane,
+    /// not_before ms).
+    pub fn event_story(&self, event_id: &str) -> Result<Option<(BusinessEvent, Vec<LedgerRow>)>> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, payload FROM events WHERE event_id = ?1",
+                [event_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((seq, payload)) = row else {
+            return Ok(None);
+        };
+        let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
+            path: self.spool.path.clone(),
+            record: format!("event {event_id}"),
+            source,
+        })?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT destination, state, attempts, reason, updated_at_ms, lane, not_before_ms FROM deliveries WHERE seq = ?1 ORDER BY destination")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([seq], |r| {
+                Ok(LedgerRow {
+                    destination: r.get(0)?,
+                    state: r.get(1)?,
+                    attempts: r.get(2)?,
+                    reason: r.get(3)?,
+                    updated_at_ms: r.get(4)?,
+                    lane: r.get(5)?,
+                    not_before_ms: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(Some((event, rows)))
     }
 
     /// Whether an event with this ID is in the spool.

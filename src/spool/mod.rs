@@ -27,7 +27,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 
 pub use ledger::{
-    Breakdown, DeadFilter, DeadLetter, DeliveryState, Ledger, LedgerCounts, Outcome, PendingEvent,
+    Breakdown, DeadFilter, DeadLetter, DeliveryState, Ledger, LedgerCounts, LedgerRow, Outcome,
+    PendingEvent,
 };
 pub use writer::{LedgerTarget, SpoolWriter};
 
