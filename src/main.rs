@@ -105,6 +105,15 @@ enum Command {
         #[arg(long)]
         max_changes: Option<u64>,
     },
+    /// Everything on embedded defaults: a throwaway PostgreSQL, the sandbox, setup, run and storefront traffic.
+    Demo {
+        /// Where the health page and admin API listen.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        admin: std::net::SocketAddr,
+        /// Shopper journeys per second.
+        #[arg(long, default_value_t = 2)]
+        rate: u32,
+    },
     /// Serve local Meta look-alike endpoints for tests and demos.
     Sandbox {
         /// Address to listen on.
@@ -217,6 +226,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Demo { admin, rate } => {
+            let args = capi_cdc::cmd::demo::DemoArgs { admin, rate };
+            done(capi_cdc::cmd::demo::run(&args, shutdown_signal()).await)
+        }
         command => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
@@ -233,7 +246,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
 /// The commands that need configuration.
 async fn with_config(command: Command, config: Config) -> ExitCode {
     match command {
-        Command::Sandbox { .. } => unreachable!("the sandbox runs without configuration"),
+        Command::Sandbox { .. } | Command::Demo { .. } => {
+            unreachable!("runs without configuration")
+        }
         Command::Run { accept_gap } => {
             let opts = capi_cdc::run::RunOptions { accept_gap };
             let result = capi_cdc::run::run(config, opts, shutdown_signal()).await;

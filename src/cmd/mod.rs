@@ -7,11 +7,13 @@
 //! - [`send_test`]: `capi-cdc send-test`
 //! - [`replay`]: `capi-cdc replay --from-lsn`
 //! - [`backfill`]: `capi-cdc backfill --since`
+//! - [`demo`]: `capi-cdc demo`
 //!
 //! [`Config`]: crate::config::Config
 
 pub mod backfill;
 pub mod dead_letters;
+pub mod demo;
 pub mod provision;
 pub mod replay;
 pub mod send_test;
