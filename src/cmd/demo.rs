@@ -262,7 +262,7 @@ pub async fn run(args: &DemoArgs, shutdown: watch::Receiver<bool>) -> Result<(),
     let meta = crate::sandbox::SandboxConfig::default();
     let token = format!(
         "demo-admin-{:016x}",
-        std::process::id() as u64 * 0x9E37_79B9 ^ crate::spool::Ledger::now_ms() as u64
+        (u64::from(std::process::id()) * 0x9E37_79B9) ^ crate::spool::Ledger::now_ms() as u64
     );
     let toml = format!(
         r#"
