@@ -143,6 +143,13 @@ pub async fn run(
         },
         stop_rx.clone(),
     ));
+    let grades = tokio::spawn(crate::admin::grades::run(
+        Arc::new(config.clone()),
+        spool.clone(),
+        metrics.clone(),
+        config.admin.grades_every,
+        stop_rx.clone(),
+    ));
     let watcher = tokio::spawn(watch_slot(
         config.source.clone(),
         metrics.clone(),
@@ -197,6 +204,7 @@ pub async fn run(
     let _ = admin.await;
     let _ = pruner.await;
     let _ = watcher.await;
+    let _ = grades.await;
     if let Some(heartbeat) = heartbeat {
         let _ = heartbeat.await;
     }

@@ -159,5 +159,6 @@ pub fn json(config: &Config) -> Result<serde_json::Value, SourceError> {
         &metrics,
         &config.source.slot,
         &destinations,
+        &|d, k| crate::admin::event_name(config, d, k),
     )?)
 }

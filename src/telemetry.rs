@@ -57,6 +57,10 @@ pub struct Metrics {
     pub slot_safe_wal_bytes: AtomicU64,
     /// Unix ms of the commit of the newest spooled transaction (for lag in seconds).
     pub last_commit_ms: AtomicU64,
+    /// The platforms' own grades: (destination, platform event name) → score out of 10.
+    pub grades: std::sync::Mutex<std::collections::BTreeMap<(String, String), f64>>,
+    /// Data Manager's processing status of recent requests: status → count.
+    pub google_request_status: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Spool commits.
     pub spool_commits: AtomicU64,
     /// Replication (re)connections.

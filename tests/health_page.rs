@@ -24,6 +24,7 @@ async fn the_health_page_shows_numbers_a_paused_destination_and_a_working_test_b
     let mut p = Pipeline::new("page").await;
     let base = p.admin_on_free_port();
     p.admin_token = Some(ADMIN_TOKEN.into());
+    p.admin_extra = "grades_interval_s = 1\n".into();
     p.meta_extra =
         "requests_per_second = 200\nbatch_max_age_s = 1\ntest_event_code = \"TEST99\"\n".into();
     let action = p
@@ -42,8 +43,31 @@ async fn the_health_page_shows_numbers_a_paused_destination_and_a_working_test_b
     let running = p.start();
     p.sql("INSERT INTO orders (id, customer_id, status, total, session_id) VALUES (1, 1, 'paid', 10, 'p1'), (2, 1, 'paid', 20, 'p1')").await;
     p.wait_for_events(2, WAIT).await;
-    // An operator pauses Google.
+    // The platforms' own grades arrive beside ours: Meta's Event Match
+    // Quality (Dataset Quality API) and Data Manager's request status.
     let http = reqwest::Client::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let h: serde_json::Value = http
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let meta_grade = h["destinations"][0]["kinds"][0]["platform_quality"].as_f64();
+        let google_ok = h["destinations"][1]["platform_status"]["SUCCESS"]
+            .as_u64()
+            .unwrap_or(0);
+        if meta_grade.is_some() && google_ok > 0 {
+            assert!(meta_grade.unwrap() > 0.0 && meta_grade.unwrap() <= 10.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no platform grades: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An operator pauses Google.
     let deadline = Instant::now() + WAIT;
     loop {
         let r = http

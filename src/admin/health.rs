@@ -114,12 +114,28 @@ struct Acc {
 }
 
 /// The `/api/health` document.
+/// Maps (destination, kind) to the platform's event name (the grades' key).
+pub type EventNames<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
+
+/// The `/api/health` document; `event_names` places the platforms' own
+/// grades (keyed by their event names) beside our per-kind estimates.
 pub fn health(
     spool: &Spool,
     metrics: &Metrics,
     slot: &str,
     destinations: &[&'static str],
+    event_names: EventNames<'_>,
 ) -> Result<Value, SpoolError> {
+    let grades = metrics
+        .grades
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let google_status = metrics
+        .google_request_status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let ledger = spool.ledger()?;
     let breakdown = ledger.breakdown()?;
     let now = Ledger::now_ms();
@@ -178,7 +194,7 @@ pub fn health(
                     "dedup_ready": (a.n > 0).then(|| a.dedup as f64 / a.n as f64),
                     "freshness_ms": (!f.is_empty()).then(|| json!({"p50": percentile(&f, 0.5), "p95": percentile(&f, 0.95), "p99": percentile(&f, 0.99)})),
                     "per_hour": ledger.per_hour(dest, kind, now).ok(),
-                    "platform_quality": Value::Null,
+                    "platform_quality": event_names(dest, kind).and_then(|name| grades.get(&((*dest).to_owned(), name)).copied()),
                 })
             })
             .collect();
@@ -188,6 +204,7 @@ pub fn health(
             "paused": is_paused,
             "paused_reason": is_paused.then(|| metrics.delivery.paused_reason(dest)).flatten(),
             "kinds": rows,
+            "platform_status": (*dest == crate::deliver::google::DESTINATION && !google_status.is_empty()).then(|| json!(google_status)),
         }));
     }
     let dead: Vec<Value> = ledger

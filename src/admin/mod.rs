@@ -8,6 +8,7 @@
 //! need `Authorization: Bearer <admin.token>`: 401 without or with a wrong
 //! one, 403 when no token is configured. The default bind is loopback.
 
+pub mod grades;
 pub mod health;
 
 use std::net::SocketAddr;
@@ -185,8 +186,11 @@ async fn health_json(State(state): State<AdminState>) -> Response {
         state.metrics.clone(),
         state.config.source.slot.clone(),
     );
+    let config = state.config.clone();
     match tokio::task::spawn_blocking(move || {
-        health::health(&spool, &metrics, &slot, &destinations)
+        health::health(&spool, &metrics, &slot, &destinations, &|d, k| {
+            event_name(&config, d, k)
+        })
     })
     .await
     {
@@ -305,4 +309,22 @@ async fn page() -> impl IntoResponse {
         ],
         PAGE,
     )
+}
+
+/// The platform's event name of `kind` at `destination` (Meta: the mapping
+/// or DESIGN.md §3's default), which keys the platform's own grades.
+pub fn event_name(config: &Config, destination: &str, kind: &str) -> Option<String> {
+    match destination {
+        "meta" => config
+            .meta
+            .as_ref()
+            .and_then(|m| m.event_names.get(kind).cloned())
+            .or_else(|| {
+                crate::event::Kind::new(kind)
+                    .ok()?
+                    .canonical()
+                    .map(|c| c.meta.to_owned())
+            }),
+        _ => None,
+    }
 }

@@ -103,6 +103,7 @@ struct RawAdmin {
     listen: Option<String>,
     #[serde(default, deserialize_with = "string_like")]
     token: Option<String>,
+    grades_interval_s: Option<u64>,
 }
 
 /// Accepts a string or a bare number as a string: figment reads
@@ -213,6 +214,9 @@ pub struct AdminConfig {
     /// Bearer token for the mutating endpoints (test event, pause/resume,
     /// retry dead letters); they answer 403 when none is configured.
     pub token: Option<Secret>,
+    /// How often the platforms' own grades are read (Meta's Dataset Quality
+    /// API, Data Manager's request status).
+    pub grades_every: Duration,
 }
 
 impl Config {
@@ -369,6 +373,7 @@ impl TryFrom<RawConfig> for Config {
                     }
                     t => t.map(Secret::new),
                 },
+                grades_every: Duration::from_secs(raw.admin.grades_interval_s.unwrap_or(3600).max(1)),
             },
             meta,
             google,

@@ -15,6 +15,7 @@
 
 mod error;
 mod form;
+mod quality;
 mod store;
 mod validate;
 
@@ -57,6 +58,10 @@ const BODY_KEYS: &[&str] = &[
 pub(super) fn routes() -> Router<Sandbox> {
     Router::new()
         .route("/{version}/{pixel_id}/events", post(post_events))
+        .route(
+            "/{version}/dataset_quality",
+            axum::routing::get(quality::dataset_quality),
+        )
         .route(
             "/_sandbox/meta/events",
             axum::routing::get(get_events).delete(delete_events),

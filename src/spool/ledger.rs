@@ -743,6 +743,23 @@ impl Ledger {
         Ok(Some((event, rows)))
     }
 
+    /// The newest Data Manager request IDs recorded with Google deliveries.
+    pub fn google_request_ids(&self, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT substr(reason, instr(reason, 'request_id ') + 11, 36) FROM deliveries
+                 WHERE destination = 'google' AND state = 'delivered' AND reason LIKE '%request_id %'
+                 ORDER BY updated_at_ms DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// Whether an event with this ID is in the spool.
     pub fn event_exists(&self, event_id: &str) -> Result<bool> {
         self.conn

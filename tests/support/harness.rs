@@ -43,6 +43,8 @@ pub struct Pipeline {
     pub extra_toml: String,
     /// `admin.token`, when a test needs the mutating endpoints.
     pub admin_token: Option<String>,
+    /// Extra keys of `[admin]`.
+    pub admin_extra: String,
     /// `[destinations.google]` pointing at the sandbox when `Some`, with
     /// these extra lines (e.g. a `conversion_actions` table).
     pub google_extra: Option<String>,
@@ -120,6 +122,7 @@ impl Pipeline {
             extra_toml: String::new(),
             google_extra: None,
             admin_token: None,
+            admin_extra: String::new(),
             meta_extra: "requests_per_second = 200\nbatch_max_age_s = 1\n".into(),
             _sandbox_stop: tx,
         }
@@ -157,6 +160,7 @@ path = "{spool}"
 [admin]
 listen = "{admin}"
 {admin_token}
+{admin_extra}
 
 [destinations.meta]
 base_url = "{sandbox}"
@@ -169,6 +173,7 @@ timeout_ms = 3000
 {extra}
 "#,
             google = self.google_toml(),
+            admin_extra = self.admin_extra,
             admin_token = self
                 .admin_token
                 .as_ref()
