@@ -60,8 +60,8 @@ async fn the_health_page_shows_numbers_a_paused_destination_and_a_working_test_b
         let google_ok = h["destinations"][1]["platform_status"]["SUCCESS"]
             .as_u64()
             .unwrap_or(0);
-        if meta_grade.is_some() && google_ok > 0 {
-            assert!(meta_grade.unwrap() > 0.0 && meta_grade.unwrap() <= 10.0);
+        if let (Some(grade), true) = (meta_grade, google_ok > 0) {
+            assert!(grade > 0.0 && grade <= 10.0, "{grade}");
             break;
         }
         assert!(Instant::now() < deadline, "no platform grades: {h}");
