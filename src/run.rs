@@ -153,6 +153,7 @@ pub async fn run(
     let watcher = tokio::spawn(watch_slot(
         config.source.clone(),
         metrics.clone(),
+        spool.clone(),
         stop_rx.clone(),
     ));
     let heartbeat = config.source.heartbeat_interval.map(|every| {
@@ -388,6 +389,7 @@ fn ack(client: &ReplicationClient, lsn: Lsn) {
 async fn watch_slot(
     src: crate::config::SourceConfig,
     metrics: Arc<Metrics>,
+    spool: Spool,
     mut stop: watch::Receiver<bool>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -417,6 +419,20 @@ async fn watch_slot(
                 }
             }
         }
+        // The spool's own size and lookup state, off the hot path.
+        let (s, m) = (spool.clone(), metrics.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let bytes = ["", "-wal"]
+                .iter()
+                .filter_map(|x| std::fs::metadata(format!("{}{x}", s.path().display())).ok())
+                .map(|m| m.len())
+                .sum();
+            m.spool_bytes.store(bytes, Relaxed);
+            if let Ok(counts) = s.ledger().and_then(|l| l.lookup_row_counts()) {
+                *m.lookup_rows.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+            }
+        })
+        .await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
             _ = stop.wait_for(|s| *s) => return,

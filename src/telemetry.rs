@@ -59,6 +59,10 @@ pub struct Metrics {
     pub last_commit_ms: AtomicU64,
     /// The platforms' own grades: (destination, platform event name) → score out of 10.
     pub grades: std::sync::Mutex<std::collections::BTreeMap<(String, String), f64>>,
+    /// Spool file size in bytes (the watcher reads it).
+    pub spool_bytes: AtomicU64,
+    /// Lookup rows per lookup (the watcher counts them).
+    pub lookup_rows: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Data Manager's processing status of recent requests: status → count.
     pub google_request_status: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Spool commits.
@@ -72,6 +76,13 @@ pub struct Metrics {
     /// Delivery, by destination and by destination × kind.
     pub delivery: DeliveryMetrics,
 }
+
+/// Upper bounds (seconds) of the delivery latency histogram: real-time
+/// deliveries should sit in the first buckets, batched ones near their
+/// `batch_max_age_s`, and an outage shows in the tail.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
 
 /// Counters of one destination (both lanes).
 #[derive(Debug, Default)]
@@ -92,6 +103,11 @@ pub struct DestinationMetrics {
     pub latency_ms_sum: AtomicU64,
     /// Events in that sum.
     pub latency_count: AtomicU64,
+    /// Commit → acceptance latency histogram: counts per [`LATENCY_BUCKETS_S`]
+    /// upper bound (the last slot is +Inf), and the sum in ms.
+    pub commit_latency: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
+    /// Sum of commit → acceptance latency, ms.
+    pub commit_latency_ms_sum: AtomicU64,
 }
 
 /// Counters of one destination × event kind.
@@ -117,6 +133,19 @@ pub struct DeliveryMetrics {
 }
 
 impl DeliveryMetrics {
+    /// Records one event's commit → acceptance latency.
+    pub fn observe_latency(&self, destination: &str, ms: u64) {
+        self.destination(destination, |d| {
+            let s = ms as f64 / 1000.0;
+            let i = LATENCY_BUCKETS_S
+                .iter()
+                .position(|b| s <= *b)
+                .unwrap_or(LATENCY_BUCKETS_S.len());
+            d.commit_latency[i].fetch_add(1, Ordering::Relaxed);
+            d.commit_latency_ms_sum.fetch_add(ms, Ordering::Relaxed);
+        });
+    }
+
     /// Makes a destination known (so it renders before its first request).
     pub fn register(&self, destination: &str) {
         self.destination(destination, |_| {});
@@ -245,6 +274,28 @@ impl DeliveryMetrics {
                     get(field(d))
                 ));
             }
+        }
+        let name = "capi_cdc_delivery_latency_seconds";
+        out.push_str(&format!("# HELP {name} Commit (in PostgreSQL) to acceptance by the platform.\n# TYPE {name} histogram\n"));
+        for (dest, d) in &dests {
+            let mut cumulative = 0;
+            for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+                cumulative += get(&d.commit_latency[i]);
+                out.push_str(&format!(
+                    "{name}_bucket{{destination=\"{dest}\",le=\"{bound}\"}} {cumulative}\n"
+                ));
+            }
+            cumulative += get(&d.commit_latency[LATENCY_BUCKETS_S.len()]);
+            out.push_str(&format!(
+                "{name}_bucket{{destination=\"{dest}\",le=\"+Inf\"}} {cumulative}\n"
+            ));
+            out.push_str(&format!(
+                "{name}_sum{{destination=\"{dest}\"}} {}\n",
+                get(&d.commit_latency_ms_sum) as f64 / 1000.0
+            ));
+            out.push_str(&format!(
+                "{name}_count{{destination=\"{dest}\"}} {cumulative}\n"
+            ));
         }
         type KindField = fn(&KindMetrics) -> &AtomicU64;
         let per_kind: [(&str, &str, KindField); 4] = [
@@ -407,6 +458,21 @@ impl Metrics {
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP capi_cdc_spool_bytes Size of the spool file.\n# TYPE capi_cdc_spool_bytes gauge\ncapi_cdc_spool_bytes {}\n",
+            get(&self.spool_bytes)
+        ));
+        out.push_str("# HELP capi_cdc_lookup_rows Rows of as-of lookup state in the spool, per lookup.\n# TYPE capi_cdc_lookup_rows gauge\n");
+        for (lookup, n) in self
+            .lookup_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            out.push_str(&format!(
+                "capi_cdc_lookup_rows{{lookup=\"{lookup}\"}} {n}\n"
             ));
         }
         let safe = get(&self.slot_safe_wal_bytes);

@@ -111,6 +111,9 @@ async fn health_reports_real_numbers_and_mutating_endpoints_need_the_token() {
         "capi_cdc_lag_seconds ",
         "capi_cdc_received_lsn ",
         "capi_cdc_rate_limit_wait_ms_total{destination=\"meta\"}",
+        "capi_cdc_delivery_latency_seconds_count{destination=\"meta\"} 2",
+        "capi_cdc_spool_bytes ",
+        "capi_cdc_lookup_rows{lookup=\"customers\"} 1",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

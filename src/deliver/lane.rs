@@ -328,6 +328,10 @@ impl<D: Destination> Lane<D> {
                 Metrics::add(&d.latency_ms_sum, (now - p.spooled_at_ms).max(0) as u64);
                 Metrics::add(&d.latency_count, 1);
             });
+            self.metrics
+                .delivery
+                .observe_latency(name, (now - p.event.commit_time_us / 1000).max(0) as u64);
+            self.metrics.delivery.destination(name, |_| {});
         }
         tracing::info!(
             destination = name,

@@ -760,6 +760,19 @@ impl Ledger {
         Ok(rows)
     }
 
+    /// Rows of lookup state per lookup.
+    pub fn lookup_row_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT lookup, count(*) FROM lookup_rows GROUP BY lookup")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<std::collections::BTreeMap<_, _>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// Whether an event with this ID is in the spool.
     pub fn event_exists(&self, event_id: &str) -> Result<bool> {
         self.conn
