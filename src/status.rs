@@ -41,6 +41,27 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
                 );
             }
         }
+        // The same estimates as the health page, per destination and kind.
+        if let Ok(h) = json(config) {
+            for d in h["destinations"].as_array().into_iter().flatten() {
+                for k in d["kinds"].as_array().into_iter().flatten() {
+                    let pct = |v: &serde_json::Value| {
+                        v.as_f64()
+                            .map_or("—".to_owned(), |x| format!("{:.0} %", x * 100.0))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {:<17} {}: match quality {}, coverage {}, dedup ready {}, freshness p95 {}",
+                        d["name"].as_str().unwrap_or(""),
+                        k["kind"].as_str().unwrap_or(""),
+                        k["match_quality"].as_f64().map_or("—".to_owned(), |q| format!("{q:.1}/10")),
+                        pct(&k["coverage"]),
+                        pct(&k["dedup_ready"]),
+                        k["freshness_ms"]["p95"].as_i64().map_or("—".to_owned(), |ms| format!("{ms} ms")),
+                    );
+                }
+            }
+        }
         checkpoint
     } else {
         let _ = writeln!(out, "spool {} does not exist yet", file.display());

@@ -245,4 +245,8 @@ async fn a_destination_enabled_on_a_running_spool_gets_the_events_derived_from_t
         stdout.contains("transaction.purchase: 2") && stdout.contains("delivered 1"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("match quality") && stdout.contains("coverage 100 %"),
+        "the health picture in the terminal: {stdout}"
+    );
 }
