@@ -275,6 +275,7 @@ async fn with_config(command: Command, config: Config) -> ExitCode {
             event: Some(id), ..
         } => done(
             capi_cdc::status::event_story(&config, &id)
+                .await
                 .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
         ),
         Command::Status { json: true, .. } => {

@@ -127,7 +127,10 @@ pub async fn status(config: &Config) -> Result<String, SourceError> {
 /// rule and commit it came from, its consent and identifiers (hashed, as
 /// sent), and per destination where it stands with the platform's last
 /// answer (for Google, the Data Manager request ID it was accepted under).
-pub fn event_story(config: &Config, event_id: &str) -> Result<serde_json::Value, SourceError> {
+pub async fn event_story(
+    config: &Config,
+    event_id: &str,
+) -> Result<serde_json::Value, SourceError> {
     let spool = Spool::open(&config.spool.file)?;
     let ledger = spool.ledger()?;
     let Some((event, rows)) = ledger.event_story(event_id)? else {
@@ -136,10 +139,23 @@ pub fn event_story(config: &Config, event_id: &str) -> Result<serde_json::Value,
             config.spool.file.display()
         )));
     };
-    let destinations: Vec<serde_json::Value> = rows
+    let mut destinations: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
+            let answers: Vec<serde_json::Value> = ledger
+                .attempt_log(&r.destination, event_id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(at, counted, answer)| {
+                    serde_json::json!({
+                        "at": crate::deliver::google::request::rfc3339(at / 1000),
+                        "counted_as_attempt": counted,
+                        "answer": answer,
+                    })
+                })
+                .collect();
             serde_json::json!({
+                "answers": answers,
                 "destination": r.destination,
                 "state": r.state,
                 "lane": r.lane,
@@ -151,6 +167,17 @@ pub fn event_story(config: &Config, event_id: &str) -> Result<serde_json::Value,
             })
         })
         .collect();
+    // Data Manager reports processing later: ask for this request's status.
+    if let Some(google) = &config.google {
+        for d in destinations
+            .iter_mut()
+            .filter(|d| d["destination"] == "google")
+        {
+            if let Some(id) = d["google_request_id"].as_str().map(str::to_owned) {
+                d["google_processing"] = google_request_status(google, &id).await;
+            }
+        }
+    }
     Ok(serde_json::json!({
         "event": event,
         "event_time": crate::deliver::google::request::rfc3339(event.event_time_s),
@@ -182,4 +209,34 @@ pub fn json(config: &Config) -> Result<serde_json::Value, SourceError> {
         &destinations,
         &|d, k| crate::admin::event_name(config, d, k),
     )?)
+}
+
+/// Data Manager's `requestStatus:retrieve` for one request, or why not.
+async fn google_request_status(
+    google: &crate::config::GoogleConfig,
+    request_id: &str,
+) -> serde_json::Value {
+    let oauth = crate::deliver::google::oauth::Oauth::new(google);
+    let token = match oauth.token().await {
+        Ok(t) => t,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }),
+    };
+    let mut url = google.data_manager_url.clone();
+    let path = format!(
+        "{}/v1/requestStatus:retrieve",
+        url.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    url.query_pairs_mut().append_pair("requestId", request_id);
+    let client = crate::deliver::http::client(std::time::Duration::from_secs(10));
+    match crate::deliver::http::send(
+        client.get(url).bearer_auth(token.expose()),
+        "google requestStatus:retrieve",
+    )
+    .await
+    {
+        Ok(a) => serde_json::from_slice(&a.body)
+            .unwrap_or_else(|_| serde_json::json!({ "http_status": a.status })),
+        Err(a) => serde_json::json!({ "error": format!("{a:?}") }),
+    }
 }

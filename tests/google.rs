@@ -121,6 +121,10 @@ async fn meta_and_google_receive_one_purchase_with_the_same_business_event_id() 
         Some(36),
         "{google}"
     );
+    assert_eq!(
+        google["google_processing"]["requestStatusPerDestination"][0]["requestStatus"], "SUCCESS",
+        "Data Manager's later processing status: {google}"
+    );
     let (code, _, err) = p.binary(&["status", "--event", "purchase-999"]);
     assert_ne!(code, 0);
     assert!(err.contains("no event purchase-999"), "{err}");
@@ -225,6 +229,25 @@ async fn invalid_grant_pauses_with_an_alarm_and_resumes_with_nothing_lost() {
         )
         .unwrap();
     assert_eq!(attempts, 1, "pauses cost no attempts");
+    // The story shows each refusal, none counted as an attempt.
+    let (code, story, _) = p.binary(&["status", "--event", "purchase-1"]);
+    assert_eq!(code, 0);
+    let story: serde_json::Value = serde_json::from_str(&story).unwrap();
+    let google = story["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["destination"] == "google")
+        .unwrap()
+        .clone();
+    let answers = google["answers"].as_array().unwrap();
+    assert!(answers.len() >= 3, "{google}");
+    assert!(
+        answers.iter().all(|a| a["counted_as_attempt"] == false
+            && a["answer"].as_str().unwrap().contains("invalid_grant")),
+        "{answers:?}"
+    );
+    assert_eq!(google["state"], "delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,6 +262,7 @@ impl Ledger {
             destination,
             seqs,
             (state.as_str(), reason, attempted),
+            state != DeliveryState::Delivered,
         )
     }
 
@@ -281,6 +282,7 @@ impl Ledger {
             destination,
             seqs,
             (not_before_ms, Some(reason), count_attempt),
+            true,
         )
     }
 
@@ -292,6 +294,7 @@ impl Ledger {
         destination: &str,
         seqs: &[i64],
         (value, reason, attempted): (impl rusqlite::ToSql, Option<&str>, bool),
+        log: bool,
     ) -> Result<()> {
         let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
         {
@@ -308,8 +311,47 @@ impl Ledger {
                 ])
                 .map_err(|e| self.spool.err(e))?;
             }
+            // Every answer that did not settle the event (and every final
+            // failure) is kept for `status --event`; a successful delivery
+            // is the final state itself. Rare in normal operation.
+            if let (Some(reason), true) = (reason, log) {
+                let mut log = tx
+                    .prepare_cached("INSERT INTO attempt_log (destination, seq, at_ms, counted, answer) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .map_err(|e| self.spool.err(e))?;
+                for seq in seqs {
+                    log.execute(params![destination, seq, now, i64::from(attempted), reason])
+                        .map_err(|e| self.spool.err(e))?;
+                }
+            }
         }
         tx.commit().map_err(|e| self.spool.err(e))
+    }
+
+    /// The logged answers of one event at `destination`, oldest first:
+    /// (at ms, counted as an attempt, answer).
+    pub fn attempt_log(
+        &self,
+        destination: &str,
+        event_id: &str,
+    ) -> Result<Vec<(i64, bool, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.at_ms, a.counted, a.answer FROM attempt_log a JOIN events e ON e.seq = a.seq
+                 WHERE a.destination = ?1 AND e.event_id = ?2 ORDER BY a.at_ms, a.rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![destination, event_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)? == 1,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Per-state counts for `destination`.
@@ -610,6 +652,8 @@ impl Ledger {
                 rows
             };
             for seq in &seqs {
+                tx.execute("DELETE FROM attempt_log WHERE seq = ?1", [seq])
+                    .map_err(|e| self.spool.err(e))?;
                 tx.execute("DELETE FROM deliveries WHERE seq = ?1", [seq])
                     .map_err(|e| self.spool.err(e))?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", [seq])

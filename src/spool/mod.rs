@@ -159,6 +159,16 @@ CREATE TABLE IF NOT EXISTS derive_notes (
     count      INTEGER NOT NULL,
     last_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Answers that did not settle an event (retries, throttling, pauses, the
+-- final failure), for `status --event`; a delivery is the final state.
+CREATE TABLE IF NOT EXISTS attempt_log (
+    destination TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    counted     INTEGER NOT NULL,
+    answer      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempt_log_by_event ON attempt_log (seq, destination);
 -- Row changes that could not become events: kept with their position and
 -- reason (never the row's values) so nothing is lost silently.
 CREATE TABLE IF NOT EXISTS derive_failures (
