@@ -475,10 +475,12 @@ impl Metrics {
                 "capi_cdc_lookup_rows{{lookup=\"{lookup}\"}} {n}\n"
             ));
         }
-        let safe = get(&self.slot_safe_wal_bytes);
-        if safe != u64::MAX && safe != 0 {
-            out.push_str(&format!("# HELP capi_cdc_slot_safe_wal_size_bytes WAL the server may still write before the slot is at risk (max_slot_wal_keep_size).\n# TYPE capi_cdc_slot_safe_wal_size_bytes gauge\ncapi_cdc_slot_safe_wal_size_bytes {safe}\n"));
-        }
+        // -1 when max_slot_wal_keep_size = -1 (no limit) or not read yet.
+        let safe = match get(&self.slot_safe_wal_bytes) {
+            0 | u64::MAX => -1,
+            s => s as i64,
+        };
+        out.push_str(&format!("# HELP capi_cdc_slot_safe_wal_size_bytes WAL the server may still write before the slot is at risk (max_slot_wal_keep_size); -1 = no limit.\n# TYPE capi_cdc_slot_safe_wal_size_bytes gauge\ncapi_cdc_slot_safe_wal_size_bytes {safe}\n"));
         self.delivery.render(&mut out);
         out
     }

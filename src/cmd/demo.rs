@@ -59,7 +59,9 @@ fn pg_bin() -> Result<PathBuf, CmdError> {
         })
         .unwrap_or_default();
     dirs.sort();
-    dirs.pop().ok_or_else(|| usage("the demo needs the PostgreSQL server binaries (initdb, postgres): install Debian's postgresql package or put them on PATH"))
+    dirs.pop().ok_or_else(|| {
+        usage("the demo needs the PostgreSQL server binaries (initdb, postgres): install them (Debian/Ubuntu: apt-get install postgresql) or put them on PATH; or run the stack with `docker compose up`")
+    })
 }
 
 fn is_root() -> bool {
@@ -200,7 +202,8 @@ fn journey(n: u64) -> String {
          UPDATE sessions SET {click} WHERE id = '{session}';
          INSERT INTO consents (session_id, ad_storage, analytics_storage, ad_user_data, ad_personalization) VALUES ('{session}', 'granted', 'granted', '{consent}', '{consent}');
          INSERT INTO customers (id, email, phone, first_name, last_name, country, session_id) VALUES ({n}, 'shopper{n}@example.com', '(650) 555-{ph:04}', 'Demo', 'Shopper', 'US', '{session}');
-         INSERT INTO product_views (session_id, customer_id, product_id, page_url) VALUES ('{session}', {n}, 'SKU-{p}', 'https://shop.example/p/{p}');",
+         INSERT INTO product_views (session_id, customer_id, product_id, page_url)
+           SELECT '{session}', {n}, 'SKU-' || g, 'https://shop.example/p/' || g FROM generate_series({p}, {p} + 3) g;",
         ip = n % 250 + 1,
         p = pick(20),
         ph = n % 10_000,
@@ -217,6 +220,16 @@ fn journey(n: u64) -> String {
              COMMIT;
              UPDATE orders SET status = 'paid', paid_at = now() WHERE id = {n};",
             p = pick(20)
+        ));
+    }
+    // Now and then a bad row: a phone no country can make sense of and an
+    // unknown currency; derivation leaves those fields out with a counted
+    // note instead of stopping (the health page's notes show them).
+    if pick(25) == 0 {
+        sql.push_str(&format!(
+            "INSERT INTO leads (session_id, form, email, phone) VALUES ('{session}', 'contact', 'not-an-email', '12');
+             INSERT INTO orders (id, customer_id, status, total, currency, session_id) VALUES ({}, {n}, 'paid', 3.00, 'XXX', '{session}');",
+            n + 1_000_000_000
         ));
     }
     if pick(5) == 0 {

@@ -237,9 +237,16 @@ impl Config {
 
     /// The provider chain: TOML file, then `CAPI_CDC_` environment.
     pub fn figment(path: &Path) -> Figment {
-        Figment::new()
-            .merge(Toml::file(path))
-            .merge(Env::prefixed("CAPI_CDC_").split("__"))
+        Figment::new().merge(Toml::file(path)).merge(
+            Env::prefixed("CAPI_CDC_")
+                // Variables of the command line, not keys of the file:
+                // CAPI_CDC_CONFIG names the file (the image sets it), the
+                // sandbox's own flags come as CAPI_CDC_SANDBOX_*.
+                .filter(|k| {
+                    k != "config" && !k.as_str().to_ascii_lowercase().starts_with("sandbox_")
+                })
+                .split("__"),
+        )
     }
 
     /// Extracts and validates from any figment (tests pass their own).
@@ -505,6 +512,9 @@ mod tests {
             // Numeric-looking IDs from the environment stay text.
             jail.set_env("CAPI_CDC_DESTINATIONS__META__PIXEL_ID", "1234567890");
             jail.set_env("CAPI_CDC_DESTINATIONS__META__ACCESS_TOKEN", "987654");
+            // What the image sets for the command line is not a key.
+            jail.set_env("CAPI_CDC_CONFIG", "/etc/capi-cdc/capi-cdc.toml");
+            jail.set_env("CAPI_CDC_SANDBOX_META_TOKEN", "sandbox-meta-token");
             let c = Config::load(Path::new("does-not-exist.toml")).unwrap();
             let meta = c.meta.as_ref().unwrap();
             assert_eq!(meta.pixel_id, "1234567890");
