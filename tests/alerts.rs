@@ -59,12 +59,7 @@ async fn every_alert_names_metrics_the_connector_exports() {
         let exported: BTreeSet<String> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| {
-                l.split(|c| c == '{' || c == ' ')
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
+            .map(|l| l.split(['{', ' ']).next().unwrap_or("").to_owned())
             .collect();
         if names.iter().all(|n| exported.contains(n)) || Instant::now() > deadline {
             break exported;
