@@ -286,6 +286,7 @@ path = "{dir}/spool/"
 [admin]
 listen = "{admin}"
 token = "{token}"
+grades_interval_s = 30
 [destinations.meta]
 base_url = "{sandbox_url}"
 pixel_id = "{pixel}"
