@@ -37,6 +37,9 @@ use crate::lsn::Lsn;
 /// Schema version written to `meta`; bump with a migration.
 const SCHEMA_VERSION: i64 = 3;
 
+/// Prepared statements kept per connection (see `connect`).
+const STATEMENT_CACHE: usize = 64;
+
 /// How long a connection waits for another writer before `SQLITE_BUSY`.
 /// The apply loop holds the write lock for the length of one batch (a huge
 /// source transaction included), so delivery must be patient.
@@ -267,6 +270,10 @@ impl Spool {
     fn connect(&self) -> Result<Connection> {
         let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        // The apply loop alone uses a dozen statements per transaction
+        // (events, ledger rows, lookup reads and writes, rule state, notes);
+        // rusqlite's default cache of 16 thrashed and re-prepared them.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
