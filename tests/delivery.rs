@@ -12,14 +12,7 @@ use support::harness::{Pipeline, TOKEN};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn fault(p: &Pipeline, body: serde_json::Value) {
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/meta/faults", p.sandbox_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    p.meta_fault(body).await;
 }
 
 async fn prepared(prefix: &str) -> Pipeline {

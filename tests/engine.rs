@@ -14,14 +14,7 @@ use support::harness::Pipeline;
 const WAIT: Duration = Duration::from_secs(90);
 
 async fn fault(p: &Pipeline, body: serde_json::Value) {
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/meta/faults", p.sandbox_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    p.meta_fault(body).await;
 }
 
 /// A customer in the snapshot, so orders carry identifiers Meta can match.

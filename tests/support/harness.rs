@@ -301,6 +301,18 @@ auth_retry_s = 1
         self.db.execute_batch(sql).await;
     }
 
+    /// Queues a fault on the Meta sandbox (`{"status": 503, "count": 2}`, ...).
+    pub async fn meta_fault(&self, body: serde_json::Value) {
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/meta/faults", self.sandbox_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+
     /// Every event in the spool (its JSON payload), by event ID.
     pub fn spooled_events(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         let conn = rusqlite::Connection::open(self.spool_file()).unwrap();
