@@ -129,6 +129,26 @@ enum Command {
             default_value = "sandbox-meta-token"
         )]
         meta_access_token: String,
+        /// Create a Google conversion action named `capi-cdc <kind>` for every
+        /// built-in kind at start, as if they had been made long ago (so
+        /// `capi-cdc provision` finds them and uploads need not wait 6 hours).
+        #[arg(long)]
+        seed_google_actions: bool,
+    },
+    /// Write a synthetic storefront's traffic (the demo's mix) into a database with the reference schema.
+    Storefront {
+        /// The shop database, e.g. postgresql://user:password@host:5432/shop.
+        #[arg(long)]
+        url: String,
+        /// Shopper journeys per second; 0 plays them as fast as the database takes them.
+        #[arg(long, default_value_t = 2)]
+        rate: u32,
+        /// Stop after this many journeys (default: until SIGTERM or Ctrl-C).
+        #[arg(long)]
+        journeys: Option<u64>,
+        /// Rewrite this (empty) file after each committed journey, for health checks.
+        #[arg(long)]
+        heartbeat_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -199,6 +219,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             listen,
             meta_pixel_id,
             meta_access_token,
+            seed_google_actions,
         } => {
             let listener = match tokio::net::TcpListener::bind(&listen).await {
                 Ok(l) => l,
@@ -212,9 +233,19 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 meta_access_token,
                 ..Default::default()
             };
+            let sandbox = capi_cdc::sandbox::Sandbox::new(config);
+            if seed_google_actions {
+                for c in capi_cdc::event::CANONICAL {
+                    let name = format!("capi-cdc {}", c.kind);
+                    let id = sandbox
+                        .google()
+                        .seed_conversion_action(&name, c.ads_category);
+                    tracing::info!(action = %name, id = %id, "sandbox seeded a Google conversion action");
+                }
+            }
             let mut stop = shutdown_signal();
-            tracing::info!(listen = %listen, "sandbox serving Meta look-alike endpoints");
-            let result = capi_cdc::sandbox::serve(listener, config, async move {
+            tracing::info!(listen = %listen, "sandbox serving Meta and Google look-alike endpoints");
+            let result = capi_cdc::sandbox::serve_sandbox(listener, sandbox, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
@@ -226,6 +257,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Storefront {
+            url,
+            rate,
+            journeys,
+            heartbeat_file,
+        } => done(storefront(&url, rate, journeys, heartbeat_file.as_deref()).await),
         Command::Demo { admin, rate } => {
             let args = capi_cdc::cmd::demo::DemoArgs { admin, rate };
             done(capi_cdc::cmd::demo::run(&args, shutdown_signal()).await)
@@ -243,10 +280,33 @@ async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
+/// `capi-cdc storefront`: plays journeys into `url` until done or stopped.
+async fn storefront(
+    url: &str,
+    rate: u32,
+    journeys: Option<u64>,
+    heartbeat: Option<&std::path::Path>,
+) -> Result<(), capi_cdc::cmd::CmdError> {
+    let usage = |e: String| capi_cdc::cmd::CmdError::Usage(e);
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| usage(format!("storefront --url: cannot connect: {e}")))?;
+    tokio::spawn(conn);
+    let first = capi_cdc::storefront::next_journey(&client)
+        .await
+        .map_err(|e| usage(format!("storefront --url: the database lacks the reference schema (apply sql/schema.sql): {e}")))?;
+    tracing::info!(first, rate, "storefront playing shopper journeys");
+    let played =
+        capi_cdc::storefront::play(&client, first, rate, journeys, heartbeat, shutdown_signal())
+            .await;
+    println!("storefront: {played} shopper journeys played");
+    Ok(())
+}
+
 /// The commands that need configuration.
 async fn with_config(command: Command, config: Config) -> ExitCode {
     match command {
-        Command::Sandbox { .. } | Command::Demo { .. } => {
+        Command::Sandbox { .. } | Command::Demo { .. } | Command::Storefront { .. } => {
             unreachable!("runs without configuration")
         }
         Command::Run { accept_gap } => {

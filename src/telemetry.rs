@@ -19,10 +19,15 @@ pub enum LogFormat {
 }
 
 /// Starts logging to stderr; `RUST_LOG` overrides the default `info` level.
+/// Colours only on a terminal (not in `docker logs` or a journal file), and
+/// never with `NO_COLOR` set.
 pub fn init(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

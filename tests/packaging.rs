@@ -1,7 +1,8 @@
-//! No Docker engine runs here, so `Dockerfile` and `docker-compose.yml` are
-//! kept honest by reading them: the files they name exist, the environment
-//! they set is a valid configuration, the ports and names line up, and the
-//! commands they run exist.
+//! `Dockerfile` and `docker-compose.yml` read, for what a run cannot see or
+//! where no Docker engine runs: the files they name exist, the environment
+//! the image and compose set (all of it, `CAPI_CDC_CONFIG` included) is a
+//! valid configuration, the ports and names line up, and the commands they
+//! run exist. `deploy/docker/test.sh` runs the stack for real.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,19 @@ fn environment(block: &str) -> BTreeMap<String, String> {
     env
 }
 
+/// `KEY=value` pairs of the Dockerfile's `ENV` instructions (with `\` continuations).
+fn dockerfile_env(dockerfile: &str) -> BTreeMap<String, String> {
+    let joined = dockerfile.replace("\\\n", " ");
+    let mut env = BTreeMap::new();
+    for line in joined.lines().filter_map(|l| l.strip_prefix("ENV ")) {
+        for pair in line.split_whitespace() {
+            let (k, v) = pair.split_once('=').expect("ENV KEY=value");
+            env.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    env
+}
+
 #[test]
 #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
 fn compose_services_files_and_configuration_line_up() {
@@ -73,7 +87,7 @@ fn compose_services_files_and_configuration_line_up() {
     let services = services(&compose);
     assert_eq!(
         services.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["capi-cdc", "postgres", "sandbox"]
+        ["capi-cdc", "postgres", "sandbox", "storefront"]
     );
 
     // Every host file mounted into a container exists.
@@ -97,14 +111,24 @@ fn compose_services_files_and_configuration_line_up() {
     let config_file = root().join("config/docker.toml");
     assert!(services["capi-cdc"].contains("./config/docker.toml:/etc/capi-cdc/capi-cdc.toml"));
     assert_eq!(env["CAPI_CDC_CONFIG"], "/etc/capi-cdc/capi-cdc.toml");
-    let checked = env.clone();
+    // The image's own ENV first, then compose's on top, as Docker does.
+    let mut checked: BTreeMap<String, String> = dockerfile_env(&read("Dockerfile"));
+    checked.extend(env.clone());
+    assert!(checked.contains_key("CAPI_CDC_CONFIG"));
     figment::Jail::expect_with(move |jail| {
         for (k, v) in &checked {
-            if k != "CAPI_CDC_CONFIG" {
-                jail.set_env(k, v);
-            }
+            jail.set_env(k, v);
         }
         let config = capi_cdc::config::Config::load(&config_file).map_err(|e| e.to_string())?;
+        let google = config
+            .google
+            .as_ref()
+            .ok_or("compose enables no Google destination")?;
+        assert_eq!(google.data_manager_url.as_str(), "http://sandbox:9188/");
+        assert!(
+            google.developer_token.is_some(),
+            "provision needs a developer token"
+        );
         let meta = config
             .meta
             .as_ref()
@@ -144,6 +168,9 @@ fn dockerfile_copies_existing_files_and_exposes_the_admin_port() {
     {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for source in &parts[1..parts.len() - 1] {
+            if source.starts_with("target/") {
+                continue; // the `prebuilt` stage's binary, built by deploy/docker/test.sh
+            }
             assert!(
                 root().join(source).exists(),
                 "Dockerfile copies {source}, which does not exist"
@@ -151,6 +178,32 @@ fn dockerfile_copies_existing_files_and_exposes_the_admin_port() {
         }
     }
     assert!(dockerfile.contains("--bin capi-cdc"));
+    // Both ways of getting the binary put it where the runtime stage takes it
+    // from: the build stage's `cargo build --release` in WORKDIR /src, and
+    // the prebuilt stage's copy of the host's build of the same command.
+    assert!(dockerfile.contains("WORKDIR /src\n"));
+    assert!(dockerfile.contains("RUN cargo build --release --locked --bin capi-cdc\n"));
+    assert!(dockerfile.contains("COPY target/release/capi-cdc /src/target/release/capi-cdc\n"));
+    assert!(dockerfile
+        .contains("COPY --from=binary /src/target/release/capi-cdc /usr/local/bin/capi-cdc\n"));
+    assert!(dockerfile.contains("USER capi\n"));
+    assert!(dockerfile.contains("HEALTHCHECK "));
+    assert!(dockerfile.contains("/healthz"));
+    // .dockerignore lets through exactly what the Dockerfile copies.
+    let ignore = read(".dockerignore");
+    for kept in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "sql",
+        "config",
+        "target/release/capi-cdc",
+    ] {
+        assert!(
+            ignore.contains(&format!("!{kept}\n")),
+            ".dockerignore drops {kept}"
+        );
+    }
     assert!(dockerfile.contains("EXPOSE 9187"));
     assert!(dockerfile.contains("CAPI_CDC_ADMIN__LISTEN=0.0.0.0:9187"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/capi-cdc\"]"));
@@ -176,8 +229,21 @@ fn the_commands_and_flags_the_files_use_exist() {
     for flag in ["--listen", "--meta-pixel-id", "CAPI_CDC_SANDBOX_META_TOKEN"] {
         assert!(sandbox.contains(flag), "sandbox --help lacks {flag}");
     }
+    assert!(sandbox.contains("--seed-google-actions"));
+    let storefront = help(&["storefront"]);
+    for flag in ["--url", "--rate", "--heartbeat-file"] {
+        assert!(storefront.contains(flag), "storefront --help lacks {flag}");
+    }
     let top = help(&[]);
-    for command in ["run", "setup", "check", "tail", "sandbox"] {
+    for command in [
+        "run",
+        "setup",
+        "provision",
+        "check",
+        "tail",
+        "sandbox",
+        "storefront",
+    ] {
         assert!(top.contains(command), "capi-cdc --help lacks {command}");
     }
     assert!(top.contains("CAPI_CDC_CONFIG"));

@@ -3,6 +3,7 @@
 mod support;
 
 use support::pg;
+use support::pg::ClusterExt as _;
 
 /// Creates a database on the shared cluster and a logical slot in it.
 async fn logical_slot_in_own_database(prefix: &str) {

@@ -15,7 +15,7 @@ use figment::Figment;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::pg::{cluster, Cluster, TestDb};
+use super::pg::{cluster, Cluster, ClusterExt as _, TestDb};
 
 /// The reference schema, as shipped.
 pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
