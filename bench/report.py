@@ -198,6 +198,168 @@ def cmd_sandbox_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wait_idle(args: argparse.Namespace) -> int:
+    """Waits until the checkpoint is at --lsn (polling /metrics) and then
+    until no destination has anything pending (polling /api/status, which
+    counts the ledger). Prints "checkpoint_s idle_s" since --t0."""
+    target = parse_lsn(args.lsn)
+    deadline = time.time() + args.timeout
+    t_cp = None
+    last: dict[str, object] = {}
+    while time.time() < deadline:
+        if not alive(args.pid):
+            print(f"wait-idle: capi-cdc (pid {args.pid}) exited; last status {last}", file=sys.stderr)
+            return 1
+        now = time.time()
+        if t_cp is None:
+            try:
+                if scrape(f"http://{args.admin}/metrics").get("capi_cdc_checkpoint_lsn", 0) >= target:
+                    t_cp = now - args.t0
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            time.sleep(0.01)
+            continue
+        try:
+            last = json.loads(http_get(f"http://{args.admin}/api/status", timeout=60))
+        except (OSError, urllib.error.URLError, ValueError):
+            time.sleep(0.2)
+            continue
+        dests = last.get("destinations", {})
+        if dests and all(d.get("pending", 1) == 0 for d in dests.values()):
+            print(f"{t_cp:.3f} {time.time() - args.t0:.3f}")
+            return 0
+        time.sleep(0.25)
+    print(f"wait-idle: timed out after {args.timeout:.0f} s; checkpoint reached: {t_cp is not None}; last status {last}", file=sys.stderr)
+    return 1
+
+
+def cmd_shop_check(args: argparse.Namespace) -> int:
+    """Workload C, read back. From the spool (read-only): each destination's
+    states, the time of the last delivery of a backlog event, and for events
+    committed in the live phase commit → accepted latency per destination and
+    lane (the ledger's delivery time minus the commit timestamp pgoutput
+    sent). From the sandbox: what Meta and Google received and how many
+    copies were duplicates. Prints one JSON object."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{args.spool}?mode=ro", uri=True)
+    out: dict[str, object] = {}
+    out["events"] = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    out["kinds"] = dict(db.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
+    states: dict[str, dict[str, int]] = {}
+    for dest, state, n in db.execute("SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2"):
+        states.setdefault(dest, {})[state] = n
+    out["states"] = states
+    live_from_ms = args.live_from_ms
+    (last_ms,) = db.execute(
+        "SELECT max(d.updated_at_ms) FROM deliveries d JOIN events e ON e.seq = d.seq "
+        "WHERE d.state = 'delivered' AND e.spooled_at_ms < ?", (live_from_ms,)).fetchone()
+    out["backlog_last_delivery_s"] = round(last_ms / 1000.0 - args.t0, 3) if last_ms else None
+    lat: dict[str, list[float]] = {}
+    for dest, lane, at_ms, commit_us in db.execute(
+            "SELECT d.destination, d.lane, d.updated_at_ms, json_extract(e.payload, '$.commit_time_us') "
+            "FROM deliveries d JOIN events e ON e.seq = d.seq "
+            "WHERE d.state = 'delivered' AND e.spooled_at_ms >= ?", (live_from_ms,)):
+        if commit_us:
+            lat.setdefault(f"{dest}/{lane}", []).append(at_ms - commit_us / 1000.0)
+    live: dict[str, dict[str, float]] = {}
+    for key, values in sorted(lat.items()):
+        values.sort()
+        live[key] = {"n": len(values), **{f"p{p}": round(percentile(values, p), 1) for p in (50, 95, 99)},
+                     "max": round(values[-1], 1)}
+    out["live"] = live
+    (live_events,) = db.execute("SELECT count(*) FROM events WHERE spooled_at_ms >= ?", (live_from_ms,)).fetchone()
+    (first_ms, last_live_ms) = db.execute(
+        "SELECT min(spooled_at_ms), max(spooled_at_ms) FROM events WHERE spooled_at_ms >= ?", (live_from_ms,)).fetchone()
+    out["live_events"] = live_events
+    if first_ms and last_live_ms and last_live_ms > first_ms:
+        out["live_events_per_s"] = round(live_events / ((last_live_ms - first_ms) / 1000.0))
+    meta = json.loads(http_get(f"{args.url}/_sandbox/meta/events", timeout=300))
+    received = meta.get("received", [])
+    keys = {(ev.get("event_name"), ev.get("event_id")) for ev in received}
+    out["meta_received"] = len(received)
+    out["meta_distinct"] = len(keys)
+    out["meta_duplicates"] = len(received) - len(keys)
+    out["meta_rejected_requests"] = meta.get("rejected", 0)
+    google = json.loads(http_get(f"{args.url}/_sandbox/google/report", timeout=300))
+    out["google_accepted"] = sum(len(v) for v in google.get("accepted", {}).values())
+    out["google_duplicates"] = google.get("deduplicated", 0)
+    out["google_rejections"] = len(google.get("rejections", []))
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_sandbox_alone(args: argparse.Namespace) -> int:
+    """What the sandbox accepts on its own, with no capi-cdc in the way:
+    --threads clients post pre-built, distinct, valid full-size requests
+    (Meta 1,000 events, Google's Data Manager 2,000) over keep-alive
+    connections as fast as answers come. Prints one JSON object with
+    events/s per platform. A lower bound: the client is Python."""
+    import concurrent.futures
+    import http.client
+    import urllib.parse
+    host, port = urllib.parse.urlsplit(args.url).netloc.split(":")
+    form = urllib.parse.urlencode({
+        "grant_type": "refresh_token", "client_id": "sandbox-client-id.apps.googleusercontent.com",
+        "client_secret": "sandbox-client-secret", "refresh_token": "sandbox-refresh-token"}).encode()
+    req = urllib.request.Request(f"{args.url}/token", data=form, method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        token = json.load(r)["access_token"]
+    report = json.loads(http_get(f"{args.url}/_sandbox/google/report", timeout=60))
+    actions = report.get("conversion_actions") or []
+    action = next(a["id"] for a in actions if a["name"] == "capi-cdc transaction.purchase")
+    now = int(time.time()) - 60
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    hexid = "a" * 64
+
+    def meta_body(i: int) -> bytes:
+        data = [{"event_name": "Purchase", "event_time": now, "event_id": f"alone-{i}-{j}",
+                 "action_source": "website", "event_source_url": "https://shop.example/checkout",
+                 "user_data": {"em": [hexid], "ph": [hexid], "client_ip_address": "192.0.2.1",
+                               "client_user_agent": "Mozilla/5.0 (bench)", "fbp": "fb.1.1596403881668.1116446470"},
+                 "custom_data": {"currency": "USD", "value": 25.0, "content_ids": ["SKU-1"], "content_type": "product",
+                                 "num_items": 2}} for j in range(1000)]
+        return json.dumps({"data": data, "access_token": args.meta_token}).encode()
+
+    def google_body(i: int) -> bytes:
+        events = [{"transactionId": f"alone-{i}-{j}", "eventTimestamp": stamp, "conversionValue": 25.0,
+                   "currency": "USD", "eventSource": "WEB", "adIdentifiers": {"gclid": f"Cj0-alone-{i}-{j}"},
+                   "consent": {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTED"},
+                   "userData": {"userIdentifiers": [{"emailAddress": hexid}, {"phoneNumber": hexid}]}}
+                  for j in range(2000)]
+        return json.dumps({"destinations": [{"operatingAccount": {"accountType": "GOOGLE_ADS", "accountId": "1234567890"},
+                                             "productDestinationId": action}],
+                           "encoding": "HEX", "events": events}).encode()
+
+    def blast(path: str, bodies: list[bytes], headers: dict[str, str]) -> float:
+        def worker(chunk: list[bytes]) -> None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            for body in chunk:
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{path}: HTTP {resp.status}: {data[:300]!r}")
+            conn.close()
+        chunks = [bodies[k::args.threads] for k in range(args.threads)]
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(args.threads) as pool:
+            for f in [pool.submit(worker, c) for c in chunks]:
+                f.result()
+        return time.time() - t0
+
+    out: dict[str, object] = {}
+    bodies = [meta_body(i) for i in range(args.meta_requests)]
+    secs_m = blast(f"/v25.0/{args.pixel}/events", bodies, {"Content-Type": "application/json"})
+    out["meta_events_per_s"] = round(args.meta_requests * 1000 / secs_m)
+    bodies = [google_body(i) for i in range(args.google_requests)]
+    secs_g = blast("/v1/events:ingest", bodies, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    out["google_events_per_s"] = round(args.google_requests * 2000 / secs_g)
+    out["threads"] = args.threads
+    print(json.dumps(out))
+    return 0
+
+
 # ------------------------------------------------------------------ rendering
 
 
@@ -253,7 +415,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"pgbench with {r.get('A_clients')} clients; {r.get('A_wal_mb')} MB of WAL. "
         f"Workload B (one big transaction): {b_n} rows in one INSERT, every 1000th 'paid' "
         f"({r.get('B_events')} events); {r.get('B_wal_mb')} MB of WAL. "
-        "Both readers drain the same WAL range from their own slot over a Unix socket, one after the other.",
+        f"Workload C (storefront): {r.get('C_journeys')} journeys of `capi-cdc storefront` "
+        f"({r.get('C_clients')} at once; {r.get('C_txns')} transactions, {r.get('C_wal_mb')} MB of WAL), every default "
+        "rule and lookup on, to Meta and Google. "
+        f"Workload D (large rows): one UPDATE of {r.get('D_rows')} rows setting a {r.get('D_kb')} kB value each. "
+        "The readers drain the same WAL range from their own slots over a Unix socket, one after the other.",
         "",
         "| reader | workload | wall time | ratio capi-cdc / pg_recvlogical | peak RSS | p50 | p95 | p99 | max | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -282,6 +448,45 @@ def cmd_render(args: argparse.Namespace) -> int:
     row("`capi-cdc`", f"B: 1 txn × {b_n} rows", secs(r.get("B_capi_del_s")),
         ratio(r.get("B_capi_del_s"), r.get("B_recv_s")), "(same process)", "—", "—", "—", "—",
         f"start → all {r.get('B_events')} events delivered")
+    c = json.loads(r.get("C_check", "{}") or "{}")
+    c_n = r.get("C_txns")
+    if c_n:
+        del_s = c.get("backlog_last_delivery_s")
+        row("`pg_recvlogical`", f"C: storefront, {c_n} txns", secs(r.get("C_recv_s")), "1.00×",
+            mib(r.get("C_recv_rss_kb")), "—", "—", "—", "—", f"to `--endpos`; {rate(c_n, r.get('C_recv_s'), 'txn')}")
+        row("`capi-cdc`", f"C: storefront, {c_n} txns", secs(r.get("C_capi_cp_s")),
+            ratio(r.get("C_capi_cp_s"), r.get("C_recv_s")), mib(r.get("C_capi_rss_kb")), "—", "—", "—", "—",
+            f"start → spool checkpoint ≥ end LSN; {rate(c_n, r.get('C_capi_cp_s'), 'txn')}; {c.get('events', 0)} events")
+        row("`capi-cdc`", f"C: storefront, {c_n} txns", secs(str(del_s) if del_s is not None else None),
+            ratio(str(del_s) if del_s is not None else None, r.get("C_recv_s")), "(same process)", "—", "—", "—", "—",
+            "start → last backlog event accepted by Meta or Google")
+        for key, v in (c.get("live") or {}).items():
+            row("`capi-cdc`", f"C live: {key}", "—", "—", mib(r.get("C_steady_rss_kb")) + " (RSS at end)",
+                ms(v.get("p50")), ms(v.get("p95")), ms(v.get("p99")), ms(v.get("max")),
+                f"commit → accepted, n = {v.get('n')}; {r.get('C_live_rate')} journeys/s ≈ {c.get('live_events_per_s', '?')} events/s")
+    if r.get("E_replay_s"):
+        e_s, e_n = float(r["E_replay_s"]), int(r.get("E_events") or 0)
+        per_s = e_n / e_s if e_s else 0
+        # A 1-hour outage at the live phase's 1,000 events/s leaves 3.6 M
+        # events; they drain at per_s while 1,000/s keep arriving.
+        backlog = 3600 * 1000
+        catch = backlog / (per_s - 1000) if per_s > 1000 else math.inf
+        row("`capi-cdc`", f"E: replay of C's {e_n} events", secs(r.get("E_replay_s")), "—", "—", "—", "—", "—", "—",
+            f"Meta 10 req/s, Google 5 req/s (300/min): {per_s:,.0f} events/s per destination → a 1-hour backlog "
+            f"at 1,000 events/s catches up in {catch / 60:.0f} min" if catch != math.inf else "slower than 1,000 events/s")
+    if r.get("D_rows"):
+        d_desc = f"D: 1 UPDATE × {r.get('D_rows')} rows of {r.get('D_kb')} kB"
+        row("`pg_recvlogical`", d_desc, secs(r.get("D_recv_s")), "1.00×", mib(r.get("D_recv_rss_kb")),
+            "—", "—", "—", "—", f"{r.get('D_decoded_mb')} MB decoded from {r.get('D_wal_mb')} MB of WAL")
+        row("`capi-cdc`", d_desc, secs(r.get("D_new_capi_cp_s")), ratio(r.get("D_new_capi_cp_s"), r.get("D_recv_s")),
+            mib(r.get("D_new_capi_rss_kb")), "—", "—", "—", "—", "default `receive_buffer_messages` (64)")
+        row("`capi-cdc`", d_desc, secs(r.get("D_old_capi_cp_s")), ratio(r.get("D_old_capi_cp_s"), r.get("D_recv_s")),
+            mib(r.get("D_old_capi_rss_kb")), "—", "—", "—", "—", "`receive_buffer_messages = 4096` (the old fixed value)")
+    alone = json.loads(r.get("sandbox_alone", "{}") or "{}")
+    if alone:
+        row("sandbox alone", "full-size requests, 2 client threads", "—", "—", "—", "—", "—", "—", "—",
+            f"Meta {alone.get('meta_events_per_s', 0):,} events/s, Google {alone.get('google_events_per_s', 0):,} events/s "
+            "(a Python client: a lower bound)")
     lines.append("")
     checks = [
         f"A backlog: sandbox holds {r.get('A_backlog_found')} of {a_n} purchase events "
@@ -289,8 +494,16 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"(min latency {ms(lat.get('min_ms'))}).",
         f"B: sandbox holds {r.get('B_found')} of {r.get('B_events')} purchase events "
         f"(duplicates: {r.get('B_duplicates')}).",
-        f"capi-cdc exit codes after SIGTERM: A {r.get('A_capi_exit')}, B {r.get('B_capi_exit')}.",
+        f"capi-cdc exit codes after SIGTERM: A {r.get('A_capi_exit')}, B {r.get('B_capi_exit')}, "
+        f"C {r.get('C_capi_exit')}, D {r.get('D_new_capi_exit')} / {r.get('D_old_capi_exit')}.",
     ]
+    if c_n:
+        checks.append(
+            f"C: spool states {c.get('states')}; Meta received {c.get('meta_received')} "
+            f"({c.get('meta_distinct')} distinct, {c.get('meta_duplicates')} duplicates, "
+            f"{c.get('meta_rejected_requests')} rejected requests); Google accepted {c.get('google_accepted')} "
+            f"({c.get('google_duplicates')} duplicates, {c.get('google_rejections')} rejections); "
+            f"events by kind {c.get('kinds')}.")
     lines.extend(f"- {c}" for c in checks)
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
@@ -325,6 +538,27 @@ def main() -> int:
     s.add_argument("--modulus", type=int, default=1, help="only ids divisible by this are expected")
     s.add_argument("--commits", help="TSV of id, commit epoch ms (latency sample)")
     s.set_defaults(fn=cmd_sandbox_check)
+    s = sub.add_parser("wait-idle")
+    s.add_argument("--admin", required=True)
+    s.add_argument("--pid", type=int, required=True)
+    s.add_argument("--t0", type=float, required=True)
+    s.add_argument("--lsn", required=True)
+    s.add_argument("--timeout", type=float, default=600)
+    s.set_defaults(fn=cmd_wait_idle)
+    s = sub.add_parser("shop-check")
+    s.add_argument("--url", required=True)
+    s.add_argument("--spool", required=True)
+    s.add_argument("--t0", type=float, required=True)
+    s.add_argument("--live-from-ms", type=int, required=True)
+    s.set_defaults(fn=cmd_shop_check)
+    s = sub.add_parser("sandbox-alone")
+    s.add_argument("--url", required=True)
+    s.add_argument("--pixel", required=True)
+    s.add_argument("--meta-token", required=True)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--meta-requests", type=int, default=100)
+    s.add_argument("--google-requests", type=int, default=50)
+    s.set_defaults(fn=cmd_sandbox_alone)
     s = sub.add_parser("render")
     s.add_argument("results")
     s.add_argument("--out")

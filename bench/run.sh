@@ -18,6 +18,12 @@ CLIENTS=${BENCH_CLIENTS:-4}             # pgbench clients for workload A
 LIVE_TXNS=${BENCH_LIVE_TXNS:-2000}      # workload A live phase: transactions
 LIVE_RATE=${BENCH_LIVE_RATE:-200}       # ... and their rate (per second)
 BIG_ROWS=${BENCH_BIG_ROWS:-1000000}     # workload B: rows in one transaction
+SHOP_JOURNEYS=${BENCH_SHOP_JOURNEYS:-24000} # workload C: storefront journeys (≈ 9 txns each)
+SHOP_CLIENTS=${BENCH_SHOP_CLIENTS:-2}   # ... written by this many storefronts at once
+SHOP_LIVE_S=${BENCH_SHOP_LIVE_S:-30}    # workload C live phase: seconds ...
+SHOP_LIVE_RATE=${BENCH_SHOP_LIVE_RATE:-125} # ... at this many journeys/s (≈ 8 events each: ≈ 1,000 events/s)
+BLOB_ROWS=${BENCH_BLOB_ROWS:-10000}     # workload D: rows updated in one transaction ...
+BLOB_KB=${BENCH_BLOB_KB:-1024}          # ... each carrying a value this large
 WAIT=${BENCH_TIMEOUT:-600}              # ceiling of every single wait, seconds
 PG_PORT=${BENCH_PG_PORT:-54329}         # Unix socket only; the port names the socket file
 OUT=${BENCH_OUT:-$HERE/results-latest.md}
@@ -160,6 +166,12 @@ result A_clients "$CLIENTS"
 result A_live_txns "$LIVE_TXNS"
 result A_live_rate "$LIVE_RATE"
 result B_rows "$BIG_ROWS"
+result C_journeys "$SHOP_JOURNEYS"
+result C_clients "$SHOP_CLIENTS"
+result C_live_s "$SHOP_LIVE_S"
+result C_live_rate "$SHOP_LIVE_RATE"
+result D_rows "$BLOB_ROWS"
+result D_kb "$BLOB_KB"
 result B_events "$((BIG_ROWS / 1000))"
 
 # ------------------------------------------------------------------ sandbox
@@ -168,7 +180,7 @@ SANDBOX="http://127.0.0.1:$SANDBOX_PORT"
 PIXEL=1234567890
 TOKEN=bench-token
 "$BIN" sandbox --listen "127.0.0.1:$SANDBOX_PORT" --meta-pixel-id "$PIXEL" \
-    --meta-access-token "$TOKEN" 2>"$SANDBOX_LOG" &
+    --meta-access-token "$TOKEN" --seed-google-actions 2>"$SANDBOX_LOG" &
 PIDS+=($!)
 deadline=$((SECONDS + 30))
 until python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$SANDBOX/healthz" 2>/dev/null; do
@@ -214,6 +226,7 @@ api_version = "v25.0"
 pixel_id = "$PIXEL"
 access_token = "$TOKEN"
 requests_per_second = 1000
+${EXTRA_TOML:-}
 EOF
 }
 
@@ -362,6 +375,180 @@ result B_duplicates "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]
 stop_capi
 result B_capi_rss_kb "$CAPI_RSS_KB"
 result B_capi_exit "$CAPI_EXIT"
+q "$DB" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null
+"${REPORT[@]}" clear "$SANDBOX"
+
+# ================================================================== workload C
+# The demo's storefront (`capi-cdc storefront`: the same journeys) with every
+# default rule and lookup on, delivered to Meta and Google in the sandbox.
+DB=bench_shop
+SHOP_URL="postgresql:///$DB?host=$SOCK&port=$PG_PORT&user=postgres"
+log "C: preparing database $DB (every default rule; capi-cdc setup makes the publication)"
+q postgres "CREATE DATABASE $DB"
+"${PSQL[@]}" -d "$DB" -f "$ROOT/sql/schema.sql" >/dev/null
+EXTRA_TOML=$(cat <<TOML
+batch_max_age_s = 5
+
+[destinations.google]
+oauth_token_url = "$SANDBOX/token"
+data_manager_url = "$SANDBOX"
+ads_api_url = "$SANDBOX"
+client_id = "sandbox-client-id.apps.googleusercontent.com"
+client_secret = "sandbox-client-secret"
+refresh_token = "sandbox-refresh-token"
+developer_token = "bench-developer-token"
+operating_account_id = "1234567890"
+requests_per_second = 1000
+batch_max_age_s = 5
+TOML
+)
+write_config "$DB" "$WORK/spool_c"
+EXTRA_TOML=""
+C_ADMIN_PORT=$ADMIN_PORT
+"$BIN" --config "$WORK/$DB.toml" setup >"$WORK/$DB.setup.log" 2>&1 \
+    || { cat "$WORK/$DB.setup.log" >&2; die "capi-cdc setup failed"; }
+q "$DB" "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')" >/dev/null
+"$BIN" --config "$WORK/$DB.toml" provision >"$WORK/$DB.provision.log" 2>&1 \
+    || { cat "$WORK/$DB.provision.log" >&2; die "capi-cdc provision failed"; }
+xacts() { q "$DB" "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; }
+START_C=$(q "$DB" "SELECT pg_current_wal_lsn()")
+X0=$(xacts)
+log "C: $SHOP_CLIENTS storefronts write $SHOP_JOURNEYS journeys"
+per=$((SHOP_JOURNEYS / SHOP_CLIENTS))
+shop_pids=()
+for ((i = 0; i < SHOP_CLIENTS; i++)); do
+    timeout "$WAIT" "$BIN" storefront --url "$SHOP_URL" --rate 0 --journeys "$per" \
+        --first $((1 + i * per)) >"$WORK/C.storefront.$i.log" 2>&1 &
+    shop_pids+=($!)
+done
+for pid in "${shop_pids[@]}"; do wait "$pid" || die "storefront failed (see $WORK/C.storefront.*.log)"; done
+END_C=$(q "$DB" "SELECT pg_current_wal_lsn()")
+X1=$(xacts)
+# The q calls above are transactions too (pg_stat_database counts them).
+C_TXNS=$((X1 - X0 - 2))
+result C_txns "$C_TXNS"
+result C_wal_mb "$(wal_mb "$DB" "$START_C" "$END_C")"
+log "C: $C_TXNS transactions, end LSN $END_C"
+
+drain_recvlogical "$DB" "$END_C" C
+result C_recv_s "$RECV_S"
+result C_recv_rss_kb "$RECV_RSS_KB"
+
+log "C: capi-cdc drains slot capi_cdc to $END_C and delivers everything to Meta and Google"
+start_capi "$DB" C
+out=$("${REPORT[@]}" wait-idle --admin "127.0.0.1:$C_ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
+    --lsn "$END_C" --timeout "$WAIT") || die "capi-cdc did not reach $END_C with nothing pending"
+read -r CP_S IDLE_S <<<"$out"
+result C_capi_cp_s "$CP_S"
+result C_capi_rss_kb "$(awk '/^VmHWM:/ {print $2}' "/proc/$CAPI_PID/status")"
+log "C: checkpoint after $CP_S s; nothing pending after $IDLE_S s"
+
+# Live phase: the storefront at a steady rate; the batched lane (views,
+# carts, checkouts) sends every 5 s beside the real-time one.
+sleep 2
+LIVE_T0_MS=$(python3 -c 'import time; print(int(time.time() * 1000))')
+live_journeys=$((SHOP_LIVE_S * SHOP_LIVE_RATE))
+log "C live: $live_journeys journeys at $SHOP_LIVE_RATE/s for ${SHOP_LIVE_S} s"
+timeout "$WAIT" "$BIN" storefront --url "$SHOP_URL" --rate "$SHOP_LIVE_RATE" --journeys "$live_journeys" \
+    --first $((SHOP_JOURNEYS + 1)) >"$WORK/C.live.storefront.log" 2>&1 || die "live storefront failed"
+result C_steady_rss_kb "$(awk '/^VmRSS:/ {print $2}' "/proc/$CAPI_PID/status")"
+END_CL=$(q "$DB" "SELECT pg_current_wal_lsn()")
+"${REPORT[@]}" wait-idle --admin "127.0.0.1:$C_ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
+    --lsn "$END_CL" --timeout "$WAIT" >/dev/null || die "capi-cdc did not deliver the live phase"
+ADMIN_PORT=$C_ADMIN_PORT
+stop_capi
+result C_capi_exit "$CAPI_EXIT"
+log "C: reading the spool and the sandbox back"
+CHECK=$("${REPORT[@]}" shop-check --url "$SANDBOX" --spool "$WORK/spool_c/spool.sqlite3" \
+    --t0 "$CAPI_T0" --live-from-ms "$LIVE_T0_MS")
+log "C: $CHECK"
+result C_check "$CHECK"
+q "$DB" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null
+"${REPORT[@]}" clear "$SANDBOX"
+
+# ================================================================== workload E
+# Catch-up after an outage, replayed rather than waited for: every event of
+# workload C is sent again (`capi-cdc replay`, same IDs, the platforms
+# deduplicate) with each destination limited to its documented rate:
+# Google's Data Manager 300 requests/min (5/s, 2,000 events each), Meta
+# (no CAPI-specific limit; spec/meta-capi.md §1.7) at the example config's
+# 10 requests/s of up to 1,000 events.
+DB=bench_shop
+sed -e '0,/^requests_per_second = 1000/s//requests_per_second = 10/' \
+    -e '0,/^requests_per_second = 1000/s//requests_per_second = 5/' \
+    "$WORK/$DB.toml" >"$WORK/$DB.replay.toml"
+grep -c '^requests_per_second = \(10\|5\)$' "$WORK/$DB.replay.toml" | grep -qx 2 || die "replay config: rate limits not set"
+E_EVENTS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["events"])' "$CHECK")
+log "E: replaying $E_EVENTS events from $START_C to Meta (10 req/s) and Google (5 req/s)"
+t0=$(now)
+timeout "$WAIT" "$BIN" --config "$WORK/$DB.replay.toml" replay --from-lsn "$START_C" >"$WORK/E.replay.log" 2>&1 \
+    || { tail -20 "$WORK/E.replay.log" >&2; die "replay failed"; }
+t1=$(now)
+result E_events "$E_EVENTS"
+result E_replay_s "$(elapsed "$t0" "$t1")"
+result E_check "$("${REPORT[@]}" shop-check --url "$SANDBOX" --spool "$WORK/spool_c/spool.sqlite3" --t0 "$t0" --live-from-ms 0)"
+log "E: replay settled after $(elapsed "$t0" "$t1") s"
+
+# ================================================================== workload D
+# Bounded memory with large rows: one UPDATE of $BLOB_ROWS rows, each setting
+# a $BLOB_KB kB value (pgoutput sends it whole, de-TOASTed), in a table the
+# publication carries. Two capi-cdc runs over the same WAL from two slots:
+# the default receive buffer, and the old one of 4,096 messages.
+DB=bench_blob
+log "D: preparing database $DB"
+q postgres "CREATE DATABASE $DB"
+"${PSQL[@]}" -d "$DB" -f "$ROOT/sql/schema.sql" >/dev/null
+q "$DB" "ALTER TABLE orders ADD COLUMN bench_blob text"
+q "$DB" "INSERT INTO customers (email, country) VALUES ('blob@example.com', 'US')" >/dev/null
+q "$DB" "INSERT INTO orders (id, customer_id, status, total, currency)
+         SELECT g, 1, 'pending', 1.00, 'USD' FROM generate_series(1, $BLOB_ROWS) g" >/dev/null
+q "$DB" "CREATE PUBLICATION capi_cdc FOR TABLE public.customers, public.orders"
+q "$DB" "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')" >/dev/null
+write_config "$DB" "$WORK/spool_d"
+D_NEW_PORT=$ADMIN_PORT
+EXTRA_TOML=""
+write_config "${DB}" "$WORK/spool_d_old"
+D_OLD_PORT=$ADMIN_PORT
+mv "$WORK/$DB.toml" "$WORK/${DB}_old.toml"
+write_config "$DB" "$WORK/spool_d"
+sed -i "s|^listen = .*|listen = \"127.0.0.1:$D_NEW_PORT\"|" "$WORK/$DB.toml"
+sed -i "s|^slot = \"capi_cdc\"|slot = \"capi_cdc_old\"\nreceive_buffer_messages = 4096|" "$WORK/${DB}_old.toml"
+for cfg in "$WORK/$DB.toml" "$WORK/${DB}_old.toml"; do
+    "$BIN" --config "$cfg" setup >"$cfg.setup.log" 2>&1 || { cat "$cfg.setup.log" >&2; die "setup (D) failed"; }
+done
+START_D=$(q "$DB" "SELECT pg_current_wal_lsn()")
+log "D: one UPDATE of $BLOB_ROWS rows setting ${BLOB_KB} kB each"
+q "$DB" "UPDATE orders SET bench_blob = repeat(md5(id::text), $BLOB_KB * 32) WHERE id <= $BLOB_ROWS" >/dev/null
+END_D=$(q "$DB" "SELECT pg_current_wal_lsn()")
+result D_wal_mb "$(wal_mb "$DB" "$START_D" "$END_D")"
+result D_decoded_mb "$((BLOB_ROWS * BLOB_KB / 1024))"
+drain_recvlogical "$DB" "$END_D" D
+result D_recv_s "$RECV_S"
+result D_recv_rss_kb "$RECV_RSS_KB"
+for variant in new old; do
+    cfg="$WORK/$DB.toml"
+    ADMIN_PORT=$D_NEW_PORT
+    if [[ $variant == old ]]; then cfg="$WORK/${DB}_old.toml"; ADMIN_PORT=$D_OLD_PORT; fi
+    CAPI_LOG="$WORK/D.$variant.capi.log"
+    CAPI_T0=$(now)
+    "$BIN" --config "$cfg" run 2>"$CAPI_LOG" &
+    CAPI_PID=$!
+    PIDS+=("$CAPI_PID")
+    wait_capi "$END_D" 0
+    log "D ($variant buffer): checkpoint reached $END_D after $CP_S s"
+    result "D_${variant}_capi_cp_s" "$CP_S"
+    stop_capi
+    result "D_${variant}_capi_rss_kb" "$CAPI_RSS_KB"
+    result "D_${variant}_capi_exit" "$CAPI_EXIT"
+done
+
+# ================================================================== the sandbox alone
+# What the sandbox accepts with no capi-cdc in the way, for "delivery no
+# slower than the sandbox can accept". Last, so its events touch no check.
+log "sandbox alone: full-size requests from 2 client threads"
+ALONE=$("${REPORT[@]}" sandbox-alone --url "$SANDBOX" --pixel "$PIXEL" --meta-token "$TOKEN") || die "sandbox-alone failed"
+log "sandbox alone: $ALONE"
+result sandbox_alone "$ALONE"
 
 # ================================================================== report
 "${REPORT[@]}" render "$RESULTS" --out "$OUT"

@@ -146,6 +146,10 @@ enum Command {
         /// Stop after this many journeys (default: until SIGTERM or Ctrl-C).
         #[arg(long)]
         journeys: Option<u64>,
+        /// First journey number (default: one past the highest customer ID);
+        /// give parallel storefronts disjoint ranges.
+        #[arg(long)]
+        first: Option<u64>,
         /// Rewrite this (empty) file after each committed journey, for health checks.
         #[arg(long)]
         heartbeat_file: Option<std::path::PathBuf>,
@@ -261,8 +265,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             url,
             rate,
             journeys,
+            first,
             heartbeat_file,
-        } => done(storefront(&url, rate, journeys, heartbeat_file.as_deref()).await),
+        } => done(storefront(&url, rate, journeys, first, heartbeat_file.as_deref()).await),
         Command::Demo { admin, rate } => {
             let args = capi_cdc::cmd::demo::DemoArgs { admin, rate };
             done(capi_cdc::cmd::demo::run(&args, shutdown_signal()).await)
@@ -285,6 +290,7 @@ async fn storefront(
     url: &str,
     rate: u32,
     journeys: Option<u64>,
+    first: Option<u64>,
     heartbeat: Option<&std::path::Path>,
 ) -> Result<(), capi_cdc::cmd::CmdError> {
     let usage = |e: String| capi_cdc::cmd::CmdError::Usage(e);
@@ -292,9 +298,15 @@ async fn storefront(
         .await
         .map_err(|e| usage(format!("storefront --url: cannot connect: {e}")))?;
     tokio::spawn(conn);
-    let first = capi_cdc::storefront::next_journey(&client)
-        .await
-        .map_err(|e| usage(format!("storefront --url: the database lacks the reference schema (apply sql/schema.sql): {e}")))?;
+    let next = match first {
+        Some(n) => Ok(n),
+        None => capi_cdc::storefront::next_journey(&client).await,
+    };
+    let first = next.map_err(|e| {
+        usage(format!(
+            "storefront --url: the database lacks the reference schema (apply sql/schema.sql): {e}"
+        ))
+    })?;
     tracing::info!(first, rate, "storefront playing shopper journeys");
     let played =
         capi_cdc::storefront::play(&client, first, rate, journeys, heartbeat, shutdown_signal())

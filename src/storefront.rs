@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// One shopper's journey, `n` numbering its rows.
-pub fn journey(n: u64) -> String {
+/// One shopper's journey, `n` numbering its rows: its steps in order, each
+/// one transaction (a shopper's separate actions commit separately).
+pub fn journey(n: u64) -> Vec<String> {
     let pick = |k: u64| (n.wrapping_mul(2_654_435_761) >> 7) % k;
     let session = format!("demo-s{n}");
     let click = match pick(4) {
@@ -27,45 +28,42 @@ pub fn journey(n: u64) -> String {
         _ => "fbp = 'fb.1.1596403881668.1116446470'".to_owned(),
     };
     let consent = if pick(10) == 0 { "denied" } else { "granted" };
-    let mut sql = format!(
-        "INSERT INTO sessions (id, client_ip, user_agent, landing_url) VALUES ('{session}', '192.0.2.{ip}', 'Mozilla/5.0 (demo)', 'https://shop.example/p/{p}');
-         UPDATE sessions SET {click} WHERE id = '{session}';
-         INSERT INTO consents (session_id, ad_storage, analytics_storage, ad_user_data, ad_personalization) VALUES ('{session}', 'granted', 'granted', '{consent}', '{consent}');
-         INSERT INTO customers (id, email, phone, first_name, last_name, country, session_id) VALUES ({n}, 'shopper{n}@example.com', '(650) 555-{ph:04}', 'Demo', 'Shopper', 'US', '{session}');
-         INSERT INTO product_views (session_id, customer_id, product_id, page_url)
-           SELECT '{session}', {n}, 'SKU-' || g, 'https://shop.example/p/' || g FROM generate_series({p}, {p} + 3) g;",
-        ip = n % 250 + 1,
-        p = pick(20),
-        ph = n % 10_000,
-    );
+    let (ip, p, ph) = (n % 250 + 1, pick(20), n % 10_000);
+    let mut steps = vec![
+        format!("INSERT INTO sessions (id, client_ip, user_agent, landing_url) VALUES ('{session}', '192.0.2.{ip}', 'Mozilla/5.0 (demo)', 'https://shop.example/p/{p}')"),
+        format!("UPDATE sessions SET {click} WHERE id = '{session}'"),
+        format!("INSERT INTO consents (session_id, ad_storage, analytics_storage, ad_user_data, ad_personalization) VALUES ('{session}', 'granted', 'granted', '{consent}', '{consent}')"),
+        format!("INSERT INTO customers (id, email, phone, first_name, last_name, country, session_id) VALUES ({n}, 'shopper{n}@example.com', '(650) 555-{ph:04}', 'Demo', 'Shopper', 'US', '{session}')"),
+        format!("INSERT INTO product_views (session_id, customer_id, product_id, page_url)
+           SELECT '{session}', {n}, 'SKU-' || g, 'https://shop.example/p/' || g FROM generate_series({p}, {p} + 3) g"),
+    ];
     if pick(3) > 0 {
-        sql.push_str(&format!(
-            "INSERT INTO carts (id, session_id, customer_id) VALUES ({n}, '{session}', {n});
-             INSERT INTO cart_items (cart_id, session_id, product_id, quantity, unit_price) VALUES ({n}, '{session}', 'SKU-{p}', 2, 12.50);
-             INSERT INTO checkouts (id, cart_id, session_id, customer_id, total) VALUES ({n}, {n}, '{session}', {n}, 25.00);
-             INSERT INTO checkout_payments (checkout_id, session_id, customer_id, method) VALUES ({n}, '{session}', {n}, 'card');
-             BEGIN;
+        steps.extend([
+            format!("INSERT INTO carts (id, session_id, customer_id) VALUES ({n}, '{session}', {n})"),
+            format!("INSERT INTO cart_items (cart_id, session_id, product_id, quantity, unit_price) VALUES ({n}, '{session}', 'SKU-{p}', 2, 12.50)"),
+            format!("INSERT INTO checkouts (id, cart_id, session_id, customer_id, total) VALUES ({n}, {n}, '{session}', {n}, 25.00)"),
+            format!("INSERT INTO checkout_payments (checkout_id, session_id, customer_id, method) VALUES ({n}, '{session}', {n}, 'card')"),
+            // The order and its items commit together, as a shop's checkout does.
+            format!("BEGIN;
              INSERT INTO orders (id, customer_id, status, total, session_id, checkout_id) VALUES ({n}, {n}, 'pending', 25.00, '{session}', {n});
              INSERT INTO order_items (order_id, product_id, quantity, unit_price) VALUES ({n}, 'SKU-{p}', 2, 12.50);
-             COMMIT;
-             UPDATE orders SET status = 'paid', paid_at = now() WHERE id = {n};",
-            p = pick(20)
-        ));
+             COMMIT"),
+            format!("UPDATE orders SET status = 'paid', paid_at = now() WHERE id = {n}"),
+        ]);
     }
     // Now and then a bad row: a phone no country can make sense of and an
     // unknown currency; derivation leaves those fields out with a counted
     // note instead of stopping (the health page's notes show them).
     if pick(25) == 0 {
-        sql.push_str(&format!(
-            "INSERT INTO leads (session_id, form, email, phone) VALUES ('{session}', 'contact', 'not-an-email', '12');
-             INSERT INTO orders (id, customer_id, status, total, currency, session_id) VALUES ({}, {n}, 'paid', 3.00, 'XXX', '{session}');",
-            n + 1_000_000_000
-        ));
+        steps.extend([
+            format!("INSERT INTO leads (session_id, form, email, phone) VALUES ('{session}', 'contact', 'not-an-email', '12')"),
+            format!("INSERT INTO orders (id, customer_id, status, total, currency, session_id) VALUES ({}, {n}, 'paid', 3.00, 'XXX', '{session}')", n + 1_000_000_000),
+        ]);
     }
     if pick(5) == 0 {
-        sql.push_str(&format!("INSERT INTO leads (session_id, form, email) VALUES ('{session}', 'newsletter', 'lead{n}@example.com');"));
+        steps.push(format!("INSERT INTO leads (session_id, form, email) VALUES ('{session}', 'newsletter', 'lead{n}@example.com')"));
     }
-    sql
+    steps
 }
 
 /// The next free journey number in `client`'s database (one past the
@@ -104,19 +102,64 @@ pub async fn play(
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
-        match client.batch_execute(&journey(first + played)).await {
-            Ok(()) => {
+        let mut failed = None;
+        for step in journey(first + played) {
+            if let Err(e) = client.batch_execute(&step).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            None => {
                 if let Some(path) = heartbeat {
                     if let Err(e) = std::fs::write(path, b"") {
                         tracing::warn!(error = %e, path = %path.display(), "storefront heartbeat file");
                     }
                 }
             }
-            Err(e) => {
+            Some(e) => {
                 tracing::warn!(error = %e, journey = first + played, "storefront journey failed; going on");
             }
         }
         played += 1;
     }
     played
+}
+
+#[cfg(test)]
+mod tests {
+    use super::journey;
+
+    #[test]
+    fn journeys_are_repeatable_and_play_the_documented_mix() {
+        assert_eq!(journey(7), journey(7));
+        let all: Vec<Vec<String>> = (1..=3000).map(journey).collect();
+        let share = |needle: &str| {
+            all.iter()
+                .filter(|j| j.iter().any(|s| s.contains(needle)))
+                .count() as f64
+                / all.len() as f64
+        };
+        assert_eq!(share("INSERT INTO consents"), 1.0);
+        assert_eq!(share("INSERT INTO product_views"), 1.0);
+        let paid = share("SET status = 'paid'");
+        assert!(
+            (0.6..0.73).contains(&paid),
+            "paid orders on {paid} of journeys"
+        );
+        let denied = share("'denied', 'denied'");
+        assert!((0.07..0.13).contains(&denied), "denied consent on {denied}");
+        let bad = share("'XXX'");
+        assert!((0.02..0.06).contains(&bad), "bad rows on {bad}");
+        // Only the order and its items share a transaction.
+        for steps in &all {
+            for step in steps {
+                assert_eq!(
+                    step.contains("BEGIN"),
+                    step.contains("INSERT INTO order_items"),
+                    "{step}"
+                );
+            }
+        }
+    }
 }

@@ -77,6 +77,13 @@ struct RawDerive {
     rules_file: Option<PathBuf>,
 }
 
+/// Default of `source.receive_buffer_messages`. The channel from the
+/// replication reader to the apply loop is bounded by message count, so its
+/// memory is this many times the largest row change (a 1 MB value: 64 MB).
+/// 64 keeps the reader well ahead of the apply loop for small rows (see
+/// bench/RESULTS.md) while a bulk update of large rows stays bounded.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 64;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
@@ -87,6 +94,7 @@ struct RawSource {
     reconnect_max_backoff_ms: Option<u64>,
     tls_ca_file: Option<PathBuf>,
     heartbeat_interval_s: Option<u64>,
+    receive_buffer_messages: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +200,9 @@ pub struct SourceConfig {
     /// Emit a `pg_logical_emit_message` heartbeat this often (off if `None`):
     /// keeps the slot moving when this database is idle but others are busy.
     pub heartbeat_interval: Option<Duration>,
+    /// Replication messages received but not yet applied, at most. Memory
+    /// held there is bounded by this times the largest row change.
+    pub receive_buffer: usize,
 }
 
 /// `[spool]`.
@@ -293,6 +304,16 @@ impl TryFrom<RawConfig> for Config {
         }
         let reconnect_max_backoff =
             Duration::from_millis(raw.source.reconnect_max_backoff_ms.unwrap_or(30_000));
+        let receive_buffer = raw
+            .source
+            .receive_buffer_messages
+            .unwrap_or(DEFAULT_RECEIVE_BUFFER);
+        if !(2..=65_536).contains(&receive_buffer) {
+            return Err(invalid(
+                "source.receive_buffer_messages",
+                "must be between 2 and 65536 (memory held is about this many times the largest row change)",
+            ));
+        }
         let heartbeat_interval = match raw.source.heartbeat_interval_s {
             None | Some(0) => None,
             Some(s) if s > 86_400 => {
@@ -366,6 +387,7 @@ impl TryFrom<RawConfig> for Config {
                 reconnect_max_backoff,
                 tls_ca_file,
                 heartbeat_interval,
+                receive_buffer,
             },
             spool: SpoolConfig {
                 file,

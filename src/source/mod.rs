@@ -278,7 +278,7 @@ pub fn replication_config(
     .with_start_lsn(pgwire_replication::Lsn::from_u64(opts.start.0))
     .with_status_interval(opts.status_interval)
     .with_wakeup_interval(opts.status_interval)
-    .with_buffer_size(4096)
+    .with_buffer_size(src.receive_buffer)
     .with_binary(opts.binary)
     .with_application_name("capi-cdc")
     .with_options(match pg.get_options() {
