@@ -255,17 +255,23 @@ def cmd_shop_check(args: argparse.Namespace) -> int:
         "WHERE d.state = 'delivered' AND e.spooled_at_ms < ?", (live_from_ms,)).fetchone()
     out["backlog_last_delivery_s"] = round(last_ms / 1000.0 - args.t0, 3) if last_ms else None
     lat: dict[str, list[float]] = {}
-    for dest, lane, at_ms, commit_us in db.execute(
-            "SELECT d.destination, d.lane, d.updated_at_ms, json_extract(e.payload, '$.commit_time_us') "
+    spool_lat: dict[str, list[float]] = {}
+    for dest, lane, at_ms, spooled_ms, commit_us in db.execute(
+            "SELECT d.destination, d.lane, d.updated_at_ms, e.spooled_at_ms, json_extract(e.payload, '$.commit_time_us') "
             "FROM deliveries d JOIN events e ON e.seq = d.seq "
             "WHERE d.state = 'delivered' AND e.spooled_at_ms >= ?", (live_from_ms,)):
         if commit_us:
             lat.setdefault(f"{dest}/{lane}", []).append(at_ms - commit_us / 1000.0)
+            spool_lat.setdefault(f"{dest}/{lane}", []).append(spooled_ms - commit_us / 1000.0)
     live: dict[str, dict[str, float]] = {}
     for key, values in sorted(lat.items()):
         values.sort()
+        to_spool = sorted(spool_lat[key])
         live[key] = {"n": len(values), **{f"p{p}": round(percentile(values, p), 1) for p in (50, 95, 99)},
-                     "max": round(values[-1], 1)}
+                     "max": round(values[-1], 1),
+                     # the part of it before the event was in the spool (receive, decode, derive, spool write)
+                     "to_spool_p50": round(percentile(to_spool, 50), 1),
+                     "to_spool_p99": round(percentile(to_spool, 99), 1)}
     out["live"] = live
     (live_events,) = db.execute("SELECT count(*) FROM events WHERE spooled_at_ms >= ?", (live_from_ms,)).fetchone()
     (first_ms, last_live_ms) = db.execute(

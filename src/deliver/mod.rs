@@ -136,7 +136,7 @@ pub fn spawn<D: Destination>(
         tasks.push(tokio::spawn(lane::run(
             dest.clone(),
             kind,
-            spool.ledger()?,
+            spool.delivery_ledger()?,
             limiter.clone(),
             metrics.clone(),
             wake,

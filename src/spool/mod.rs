@@ -45,6 +45,24 @@ const STATEMENT_CACHE: usize = 64;
 /// source transaction included), so delivery must be patient.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Waits for the write lock in steps of [`BUSY_STEP`] for up to
+/// [`BUSY_TIMEOUT`]. SQLite's own `busy_timeout` backs off to 100 ms
+/// sleeps, so a delivery lane that met the apply loop's commit slept up to
+/// 100 ms after the lock was free again: that, not the work, was most of the
+/// real-time lane's latency under load (bench/RESULTS.md, workload C).
+fn wait_for_lock(attempts: i32) -> bool {
+    let attempts = u64::try_from(attempts).unwrap_or(0);
+    if Duration::from_micros(attempts.saturating_mul(BUSY_STEP.as_micros() as u64)) >= BUSY_TIMEOUT
+    {
+        return false;
+    }
+    std::thread::sleep(BUSY_STEP);
+    true
+}
+
+/// One step of [`wait_for_lock`].
+const BUSY_STEP: Duration = Duration::from_micros(500);
+
 /// A spool problem; names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -269,7 +287,8 @@ impl Spool {
     /// A new connection with the pragmas every user needs.
     fn connect(&self) -> Result<Connection> {
         let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        conn.busy_handler(Some(wait_for_lock))
+            .map_err(|e| self.err(e))?;
         // The apply loop alone uses a dozen statements per transaction
         // (events, ledger rows, lookup reads and writes, rule state, notes);
         // rusqlite's default cache of 16 thrashed and re-prepared them.
@@ -304,6 +323,20 @@ impl Spool {
     /// A ledger handle for delivery lanes and status readers.
     pub fn ledger(&self) -> Result<Ledger> {
         Ok(Ledger::new(self.clone(), self.connect()?))
+    }
+
+    /// The ledger for a delivery lane: like [`Spool::ledger`], but its
+    /// commits do not wait for fsync (`synchronous = NORMAL`, WAL mode). A
+    /// process crash loses none of them; a power cut may lose the last
+    /// outcomes recorded before the apply loop's next (fsynced) commit, and
+    /// those events are then sent again with the same event IDs, which both
+    /// platforms deduplicate. The checkpoint and the events themselves stay
+    /// `FULL`: they are what the server's WAL is released against.
+    pub fn delivery_ledger(&self) -> Result<Ledger> {
+        let conn = self.connect()?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| self.err(e))?;
+        Ok(Ledger::new(self.clone(), conn))
     }
 
     /// Sets a `meta` value at once (outside the apply loop's batches: the
