@@ -433,27 +433,29 @@ def cmd_render(args: argparse.Namespace) -> int:
     def row(*cells: str) -> None:
         lines.append("| " + " | ".join(cells) + " |")
 
-    row("`pg_recvlogical`", f"A: {a_n} txns (backlog)", secs(r.get("A_recv_s")), "1.00×",
-        mib(r.get("A_recv_rss_kb")), "—", "—", "—", "—",
-        f"to `--endpos`; {rate(a_n, r.get('A_recv_s'), 'txn')}; proto 1, text, output to /dev/null")
-    row("`capi-cdc`", f"A: {a_n} txns (backlog)", secs(r.get("A_capi_cp_s")),
-        ratio(r.get("A_capi_cp_s"), r.get("A_recv_s")), mib(r.get("A_capi_rss_kb")), "—", "—", "—", "—",
-        f"start → spool checkpoint ≥ end LSN; {rate(a_n, r.get('A_capi_cp_s'), 'txn')}")
-    row("`capi-cdc`", f"A: {a_n} txns (backlog)", secs(r.get("A_capi_del_s")),
-        ratio(r.get("A_capi_del_s"), r.get("A_recv_s")), "(same process)", "—", "—", "—", "—",
-        f"start → all {a_n} events delivered to the sandbox")
-    row("`capi-cdc`", f"A live: {r.get('A_live_txns')} txns at {r.get('A_live_rate')}/s", "—", "—",
-        "(same process)", ms(lat.get("p50_ms")), ms(lat.get("p95_ms")), ms(lat.get("p99_ms")),
-        ms(lat.get("max_ms")),
-        f"commit (`pg_xact_commit_timestamp`) → sandbox receipt, n = {lat.get('latency_n', 0)}")
-    row("`pg_recvlogical`", f"B: 1 txn × {b_n} rows", secs(r.get("B_recv_s")), "1.00×",
-        mib(r.get("B_recv_rss_kb")), "—", "—", "—", "—", "to `--endpos`")
-    row("`capi-cdc`", f"B: 1 txn × {b_n} rows", secs(r.get("B_capi_cp_s")),
-        ratio(r.get("B_capi_cp_s"), r.get("B_recv_s")), mib(r.get("B_capi_rss_kb")), "—", "—", "—", "—",
-        "start → spool checkpoint ≥ end LSN")
-    row("`capi-cdc`", f"B: 1 txn × {b_n} rows", secs(r.get("B_capi_del_s")),
-        ratio(r.get("B_capi_del_s"), r.get("B_recv_s")), "(same process)", "—", "—", "—", "—",
-        f"start → all {r.get('B_events')} events delivered")
+    if r.get("A_recv_s"):
+        row("`pg_recvlogical`", f"A: {a_n} txns (backlog)", secs(r.get("A_recv_s")), "1.00×",
+            mib(r.get("A_recv_rss_kb")), "—", "—", "—", "—",
+            f"to `--endpos`; {rate(a_n, r.get('A_recv_s'), 'txn')}; proto 1, text, output to /dev/null")
+        row("`capi-cdc`", f"A: {a_n} txns (backlog)", secs(r.get("A_capi_cp_s")),
+            ratio(r.get("A_capi_cp_s"), r.get("A_recv_s")), mib(r.get("A_capi_rss_kb")), "—", "—", "—", "—",
+            f"start → spool checkpoint ≥ end LSN; {rate(a_n, r.get('A_capi_cp_s'), 'txn')}")
+        row("`capi-cdc`", f"A: {a_n} txns (backlog)", secs(r.get("A_capi_del_s")),
+            ratio(r.get("A_capi_del_s"), r.get("A_recv_s")), "(same process)", "—", "—", "—", "—",
+            f"start → all {a_n} events delivered to the sandbox")
+        row("`capi-cdc`", f"A live: {r.get('A_live_txns')} txns at {r.get('A_live_rate')}/s", "—", "—",
+            "(same process)", ms(lat.get("p50_ms")), ms(lat.get("p95_ms")), ms(lat.get("p99_ms")),
+            ms(lat.get("max_ms")),
+            f"commit (`pg_xact_commit_timestamp`) → sandbox receipt, n = {lat.get('latency_n', 0)}")
+    if r.get("B_recv_s"):
+        row("`pg_recvlogical`", f"B: 1 txn × {b_n} rows", secs(r.get("B_recv_s")), "1.00×",
+            mib(r.get("B_recv_rss_kb")), "—", "—", "—", "—", "to `--endpos`")
+        row("`capi-cdc`", f"B: 1 txn × {b_n} rows", secs(r.get("B_capi_cp_s")),
+            ratio(r.get("B_capi_cp_s"), r.get("B_recv_s")), mib(r.get("B_capi_rss_kb")), "—", "—", "—", "—",
+            "start → spool checkpoint ≥ end LSN")
+        row("`capi-cdc`", f"B: 1 txn × {b_n} rows", secs(r.get("B_capi_del_s")),
+            ratio(r.get("B_capi_del_s"), r.get("B_recv_s")), "(same process)", "—", "—", "—", "—",
+            f"start → all {r.get('B_events')} events delivered")
     c = json.loads(r.get("C_check", "{}") or "{}")
     c_n = r.get("C_txns")
     if c_n:
@@ -485,9 +487,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         row("`pg_recvlogical`", d_desc, secs(r.get("D_recv_s")), "1.00×", mib(r.get("D_recv_rss_kb")),
             "—", "—", "—", "—", f"{r.get('D_decoded_mb')} MB decoded from {r.get('D_wal_mb')} MB of WAL")
         row("`capi-cdc`", d_desc, secs(r.get("D_new_capi_cp_s")), ratio(r.get("D_new_capi_cp_s"), r.get("D_recv_s")),
-            mib(r.get("D_new_capi_rss_kb")), "—", "—", "—", "—", "default `receive_buffer_messages` (64)")
+            mib(r.get("D_new_capi_rss_kb")), "—", "—", "—", "—", "default `receive_buffer_mb` (64)")
         row("`capi-cdc`", d_desc, secs(r.get("D_old_capi_cp_s")), ratio(r.get("D_old_capi_cp_s"), r.get("D_recv_s")),
-            mib(r.get("D_old_capi_rss_kb")), "—", "—", "—", "—", "`receive_buffer_messages = 4096` (the old fixed value)")
+            mib(r.get("D_old_capi_rss_kb")), "—", "—", "—", "—", "`receive_buffer_mb = 4096` (the largest allowed)")
     alone = json.loads(r.get("sandbox_alone", "{}") or "{}")
     if alone:
         row("sandbox alone", "full-size requests, 2 client threads", "—", "—", "—", "—", "—", "—", "—",

@@ -297,7 +297,7 @@ async fn session(
         Ok(c) => c,
         Err(e) => return (applier, Err(e.into())),
     };
-    let mut client = match ReplicationClient::connect(repl_cfg).await {
+    let client = match ReplicationClient::connect(repl_cfg).await {
         Ok(c) => c,
         Err(e) => return (applier, Ok(SessionEnd::Retry(e.to_string()))),
     };
@@ -307,16 +307,34 @@ async fn session(
         .store(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(slot = %src.slot, start = %start, binary = stream_opts.binary, target = %target, "streaming");
 
-    // The apply loop blocks on SQLite, so it runs on a blocking thread and
-    // pulls events from the async replication client through this handle.
+    // The replication client's channel is bounded by message count
+    // (source::RECEIVE_CHANNEL_MESSAGES); the relay moves messages from it into a
+    // channel bounded by bytes (`source.receive_buffer_mb`), so memory stays
+    // bounded whatever the row size while small rows never find it full
+    // (a full channel costs a cross-thread wake-up per message).
+    // The apply loop blocks on SQLite, so it runs on a blocking thread.
+    let budget_kb = src.receive_buffer_mb.saturating_mul(1024);
+    let budget = Arc::new(tokio::sync::Semaphore::new(budget_kb as usize));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (acked_tx, acked_rx) = watch::channel(0u64);
+    let (relay_stop, relay_stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(relay(
+        client,
+        tx,
+        budget.clone(),
+        budget_kb,
+        acked_rx,
+        relay_stop_rx,
+    ));
     let handle = tokio::runtime::Handle::current();
     let stop = shutdown.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let end = apply_loop(&handle, &mut client, &mut applier, stop);
-        client.stop();
-        let _ = handle.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await
-        });
+        let end = apply_loop(&handle, &mut rx, &budget, &acked_tx, &mut applier, stop);
+        // Wake the relay wherever it waits, and let it stop the client.
+        budget.close();
+        let _ = relay_stop.send(true);
+        drop(rx);
+        let _ = handle.block_on(relay);
         (applier, end)
     })
     .await;
@@ -329,57 +347,142 @@ async fn session(
     }
 }
 
+/// What the relay hands the apply loop.
+enum Relayed {
+    /// A message and the budget (KiB) it holds until applied.
+    Event(ReplicationEvent, u32),
+    /// The stream ended: normally (`None`) or with this error.
+    End(Option<String>),
+}
+
+/// KiB of the byte budget a message holds: its payload, at least 1.
+fn size_kb(event: &ReplicationEvent, budget_kb: u32) -> u32 {
+    let bytes = match event {
+        ReplicationEvent::XLogData { data, .. } => data.len(),
+        ReplicationEvent::Message {
+            content, prefix, ..
+        } => content.len() + prefix.len(),
+        _ => 0,
+    };
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget_kb.max(1))
+}
+
+/// Moves messages from the replication client into the byte-bounded
+/// channel, and the apply loop's acknowledged LSNs back to the client,
+/// until the stream ends or `stop`; then stops the client.
+async fn relay(
+    mut client: ReplicationClient,
+    tx: tokio::sync::mpsc::UnboundedSender<Relayed>,
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_kb: u32,
+    mut acked: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            changed = acked.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let lsn = *acked.borrow_and_update();
+                client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn));
+            }
+            next = client.recv() => {
+                let ev = match next {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => {
+                        let _ = tx.send(Relayed::End(None));
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Relayed::End(Some(e.to_string())));
+                        break;
+                    }
+                };
+                let kb = size_kb(&ev, budget_kb);
+                match budget.acquire_many(kb).await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break, // the apply loop is gone
+                }
+                if tx.send(Relayed::Event(ev, kb)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    client.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+}
+
 /// Pulls events and applies them until shutdown or a broken stream.
 fn apply_loop(
     handle: &tokio::runtime::Handle,
-    client: &mut ReplicationClient,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Relayed>,
+    budget: &tokio::sync::Semaphore,
+    acked: &watch::Sender<u64>,
     applier: &mut Applier,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SessionEnd, RunError> {
+    use tokio::sync::mpsc::error::TryRecvError;
+    let ack = |lsn: Lsn| {
+        acked.send_replace(lsn.0);
+    };
     loop {
-        let next = if applier.has_pending_commit() {
-            // Flush as soon as the stream has nothing ready: group commit
-            // without adding latency.
-            handle.block_on(async {
+        if *stop.borrow() {
+            // Only completed transactions are in the batch; the rest comes
+            // again from the checkpoint next time.
+            if let Some(lsn) = applier.flush()? {
+                ack(lsn);
+            }
+            return Ok(SessionEnd::Shutdown);
+        }
+        // Whatever is ready is taken without entering the runtime.
+        let next = match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Disconnected) => Some(Relayed::End(Some(
+                "the replication relay stopped".into(),
+            ))),
+            Err(TryRecvError::Empty) if applier.has_pending_commit() => {
+                // Flush as soon as the stream has nothing ready: group
+                // commit without adding latency.
+                None
+            }
+            Err(TryRecvError::Empty) => handle.block_on(async {
                 tokio::select! {
-                    biased;
-                    ev = client.recv() => Some(ev),
-                    _ = std::future::ready(()) => None,
-                }
-            })
-        } else {
-            handle.block_on(async {
-                tokio::select! {
-                    ev = client.recv() => Some(ev),
+                    r = rx.recv() => Some(r.unwrap_or(Relayed::End(Some("the replication relay stopped".into())))),
                     _ = stop.changed() => None,
                 }
-            })
+            }),
         };
-        let event = match next {
+        let (event, kb) = match next {
             None => {
                 if let Some(lsn) = applier.flush()? {
-                    client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+                    ack(lsn);
                 }
                 if *stop.borrow() {
                     return Ok(SessionEnd::Shutdown);
                 }
                 continue;
             }
-            Some(Ok(Some(event))) => event,
-            Some(Ok(None)) => return Ok(SessionEnd::Retry("the server ended the stream".into())),
-            Some(Err(e)) => return Ok(SessionEnd::Retry(e.to_string())),
+            Some(Relayed::Event(event, kb)) => (event, kb),
+            Some(Relayed::End(None)) => {
+                return Ok(SessionEnd::Retry("the server ended the stream".into()))
+            }
+            Some(Relayed::End(Some(e))) => return Ok(SessionEnd::Retry(e)),
         };
-        if let Some(lsn) = applier.on_event(&event)? {
-            ack(client, lsn);
+        let applied = applier.on_event(&event);
+        budget.add_permits(kb as usize);
+        if let Some(lsn) = applied? {
+            ack(lsn);
         }
         if matches!(event, ReplicationEvent::StoppedAt { .. }) {
             return Ok(SessionEnd::Shutdown);
         }
     }
-}
-
-fn ack(client: &ReplicationClient, lsn: Lsn) {
-    client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
 }
 
 /// Every 10 s, the slot's retained WAL and `safe_wal_size` and the

@@ -77,12 +77,11 @@ struct RawDerive {
     rules_file: Option<PathBuf>,
 }
 
-/// Default of `source.receive_buffer_messages`. The channel from the
-/// replication reader to the apply loop is bounded by message count, so its
-/// memory is this many times the largest row change (a 1 MB value: 64 MB).
-/// 64 keeps the reader well ahead of the apply loop for small rows (see
-/// bench/RESULTS.md) while a bulk update of large rows stays bounded.
-pub const DEFAULT_RECEIVE_BUFFER: usize = 64;
+/// Default of `source.receive_buffer_mb`: received messages waiting for the
+/// apply loop, in MiB (each counted at least 1 KiB). Enough for tens of
+/// thousands of small row changes; a bulk update of 1 MB values holds 64 of
+/// them here (bench/RESULTS.md, workload D).
+pub const DEFAULT_RECEIVE_BUFFER_MB: u32 = 64;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +93,7 @@ struct RawSource {
     reconnect_max_backoff_ms: Option<u64>,
     tls_ca_file: Option<PathBuf>,
     heartbeat_interval_s: Option<u64>,
-    receive_buffer_messages: Option<usize>,
+    receive_buffer_mb: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,9 +199,9 @@ pub struct SourceConfig {
     /// Emit a `pg_logical_emit_message` heartbeat this often (off if `None`):
     /// keeps the slot moving when this database is idle but others are busy.
     pub heartbeat_interval: Option<Duration>,
-    /// Replication messages received but not yet applied, at most. Memory
-    /// held there is bounded by this times the largest row change.
-    pub receive_buffer: usize,
+    /// MiB of replication messages received but not yet applied, at most
+    /// (plus the client's own 64 messages).
+    pub receive_buffer_mb: u32,
 }
 
 /// `[spool]`.
@@ -304,14 +303,14 @@ impl TryFrom<RawConfig> for Config {
         }
         let reconnect_max_backoff =
             Duration::from_millis(raw.source.reconnect_max_backoff_ms.unwrap_or(30_000));
-        let receive_buffer = raw
+        let receive_buffer_mb = raw
             .source
-            .receive_buffer_messages
-            .unwrap_or(DEFAULT_RECEIVE_BUFFER);
-        if !(2..=65_536).contains(&receive_buffer) {
+            .receive_buffer_mb
+            .unwrap_or(DEFAULT_RECEIVE_BUFFER_MB);
+        if !(1..=4096).contains(&receive_buffer_mb) {
             return Err(invalid(
-                "source.receive_buffer_messages",
-                "must be between 2 and 65536 (memory held is about this many times the largest row change)",
+                "source.receive_buffer_mb",
+                "must be between 1 and 4096 (MiB of received messages waiting to be applied)",
             ));
         }
         let heartbeat_interval = match raw.source.heartbeat_interval_s {
@@ -387,7 +386,7 @@ impl TryFrom<RawConfig> for Config {
                 reconnect_max_backoff,
                 tls_ca_file,
                 heartbeat_interval,
-                receive_buffer,
+                receive_buffer_mb,
             },
             spool: SpoolConfig {
                 file,

@@ -225,6 +225,12 @@ pub struct StreamOptions {
     pub status_interval: Duration,
 }
 
+/// Messages in the replication client's own channel, at most. The run
+/// loop's relay empties it into a channel bounded by bytes
+/// (`source.receive_buffer_mb`), so this is the only count bound left: its
+/// memory is at most this many times the largest row change.
+pub const RECEIVE_CHANNEL_MESSAGES: usize = 64;
+
 /// Builds the replication client's configuration from `source.url`.
 pub fn replication_config(
     src: &SourceConfig,
@@ -278,7 +284,7 @@ pub fn replication_config(
     .with_start_lsn(pgwire_replication::Lsn::from_u64(opts.start.0))
     .with_status_interval(opts.status_interval)
     .with_wakeup_interval(opts.status_interval)
-    .with_buffer_size(src.receive_buffer)
+    .with_buffer_size(RECEIVE_CHANNEL_MESSAGES)
     .with_binary(opts.binary)
     .with_application_name("capi-cdc")
     .with_options(match pg.get_options() {
