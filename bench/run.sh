@@ -447,9 +447,25 @@ result C_recv_rss_kb "$RECV_RSS_KB"
 
 log "C: capi-cdc drains slot capi_cdc to $END_C and delivers everything to Meta and Google"
 start_capi "$DB" C
+PERF_PID=""
+if [[ -n "${BENCH_PERF:-}" ]]; then
+    # A profile of the backlog drain (it flatters nothing: the timed figures
+    # of this run carry perf's overhead, so take them from a run without).
+    perf record -F 999 -g -p "$CAPI_PID" -o "$WORK/C.perf.data" >"$WORK/C.perf.log" 2>&1 &
+    PERF_PID=$!
+fi
 out=$("${REPORT[@]}" wait-idle --admin "127.0.0.1:$C_ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
     --lsn "$END_C" --timeout "$WAIT") || die "capi-cdc did not reach $END_C with nothing pending"
 read -r CP_S IDLE_S <<<"$out"
+if [[ -n "$PERF_PID" ]]; then
+    kill -INT "$PERF_PID"; wait "$PERF_PID" || true
+    perf report -i "$WORK/C.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.4 \
+        >"$BENCH_PERF" 2>/dev/null || log "perf report failed"
+    # Inclusive time per function, for the per-stage split in RESULTS.md.
+    perf report -i "$WORK/C.perf.data" --stdio --children --sort symbol --percent-limit 0.5 -g none \
+        >"$BENCH_PERF.children" 2>/dev/null || log "perf report --children failed"
+    log "C: profile of the backlog drain in $BENCH_PERF"
+fi
 result C_capi_cp_s "$CP_S"
 result C_capi_rss_kb "$(awk '/^VmHWM:/ {print $2}' "/proc/$CAPI_PID/status")"
 log "C: checkpoint after $CP_S s; nothing pending after $IDLE_S s"
