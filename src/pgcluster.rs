@@ -111,21 +111,27 @@ type Owner = (u32, u32);
 /// The directory holding `initdb` and `postgres`: PATH first, then where
 /// Debian puts them (`/usr/lib/postgresql/<major>/bin`, newest major).
 pub fn server_bin_dir() -> Result<PathBuf, ClusterError> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
-                return Ok(dir);
-            }
+    find_bin_dir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+/// [`server_bin_dir`] over an explicit `PATH` and Debian root.
+fn find_bin_dir(
+    path: Option<std::ffi::OsString>,
+    debian_root: &Path,
+) -> Result<PathBuf, ClusterError> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(path) = path {
+        if let Some(dir) = std::env::split_paths(&path).find(|d| has_server(d)) {
+            return Ok(dir);
         }
     }
-    let mut dirs: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut dirs: Vec<(u32, PathBuf)> = fs::read_dir(debian_root)
         .map(|d| {
             d.filter_map(Result::ok)
                 .filter_map(|e| {
                     let major = e.file_name().to_str()?.parse().ok()?;
                     let bin = e.path().join("bin");
-                    (bin.join("initdb").is_file() && bin.join("postgres").is_file())
-                        .then_some((major, bin))
+                    has_server(&bin).then_some((major, bin))
                 })
                 .collect()
         })
@@ -360,4 +366,40 @@ fn free_port() -> Result<u16, ClusterError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| step("finding a free port on 127.0.0.1", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_bin_dir, ClusterError};
+    use std::path::Path;
+
+    fn touch(dir: &Path, names: &[&str]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for n in names {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_the_server_on_path_then_debians_newest_major_and_says_how_to_install_it() {
+        let root = tempfile::tempdir().unwrap();
+        let (on_path, debian) = (root.path().join("bin"), root.path().join("lib"));
+        touch(&on_path, &["initdb"]); // no postgres: not a server dir
+        touch(&debian.join("13/bin"), &["initdb", "postgres"]);
+        touch(&debian.join("15/bin"), &["initdb", "postgres"]);
+        touch(&debian.join("9/bin"), &["initdb", "postgres"]);
+        let path = Some(on_path.clone().into_os_string());
+        assert_eq!(
+            find_bin_dir(path.clone(), &debian).unwrap(),
+            debian.join("15/bin")
+        );
+        touch(&on_path, &["postgres"]);
+        assert_eq!(find_bin_dir(path, &debian).unwrap(), on_path);
+
+        let none = find_bin_dir(None, &root.path().join("absent")).unwrap_err();
+        assert!(matches!(none, ClusterError::NoBinaries));
+        let text = none.to_string();
+        assert!(text.contains("apt-get install postgresql"), "{text}");
+        assert!(text.contains("PATH"), "{text}");
+    }
 }
