@@ -304,7 +304,8 @@ async fn storefront(
     };
     let first = next.map_err(|e| {
         usage(format!(
-            "storefront --url: the database lacks the reference schema (apply sql/schema.sql): {e}"
+            "storefront --url: the database lacks the reference schema (apply sql/schema.sql): {}",
+            capi_cdc::source::pg_error_text(&e)
         ))
     })?;
     tracing::info!(first, rate, "storefront playing shopper journeys");

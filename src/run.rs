@@ -355,6 +355,11 @@ enum Relayed {
     End(Option<String>),
 }
 
+/// The relay ended without saying why (it stops only with the session).
+fn relay_gone() -> Relayed {
+    Relayed::End(Some("the replication relay stopped".into()))
+}
+
 /// KiB of the byte budget a message holds: its payload, at least 1.
 fn size_kb(event: &ReplicationEvent, budget_kb: u32) -> u32 {
     let bytes = match event {
@@ -443,9 +448,7 @@ fn apply_loop(
         // Whatever is ready is taken without entering the runtime.
         let next = match rx.try_recv() {
             Ok(r) => Some(r),
-            Err(TryRecvError::Disconnected) => Some(Relayed::End(Some(
-                "the replication relay stopped".into(),
-            ))),
+            Err(TryRecvError::Disconnected) => Some(relay_gone()),
             Err(TryRecvError::Empty) if applier.has_pending_commit() => {
                 // Flush as soon as the stream has nothing ready: group
                 // commit without adding latency.
@@ -453,7 +456,7 @@ fn apply_loop(
             }
             Err(TryRecvError::Empty) => handle.block_on(async {
                 tokio::select! {
-                    r = rx.recv() => Some(r.unwrap_or(Relayed::End(Some("the replication relay stopped".into())))),
+                    r = rx.recv() => Some(r.unwrap_or_else(relay_gone)),
                     _ = stop.changed() => None,
                 }
             }),

@@ -118,7 +118,8 @@ pub async fn play(
                 }
             }
             Some(e) => {
-                tracing::warn!(error = %e, journey = first + played, "storefront journey failed; going on");
+                let error = crate::source::pg_error_text(&e);
+                tracing::warn!(%error, journey = first + played, "storefront journey failed; going on");
             }
         }
         played += 1;

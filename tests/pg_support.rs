@@ -85,3 +85,26 @@ async fn socket_url_connects_through_unix_socket() {
     assert_eq!(row.get::<_, String>(0), db.name);
     assert!(row.get::<_, bool>(1));
 }
+
+/// A server error quoting the failing row (its DETAIL) is shown without it:
+/// the row is a shopper's data.
+#[tokio::test]
+async fn server_errors_are_shown_without_the_row_values_they_quote() {
+    let db = pg::cluster().create_database("pg_support_detail").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE t (email text CHECK (email LIKE '%@%'))")
+        .await
+        .unwrap();
+    let e = client
+        .batch_execute("INSERT INTO t VALUES ('jane.doe.example.com')")
+        .await
+        .unwrap_err();
+    // The server's error, as the driver renders it, carries the row.
+    let server = e.as_db_error().unwrap().to_string();
+    assert!(server.contains("jane.doe.example.com"), "{server}");
+    let shown = capi_cdc::source::pg_error_text(&e);
+    assert!(!shown.contains("jane.doe"), "{shown}");
+    assert!(shown.contains("23514"), "{shown}"); // check_violation
+    assert!(shown.contains("violates check constraint"), "{shown}");
+}

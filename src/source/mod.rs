@@ -83,10 +83,22 @@ pub enum SourceError {
 /// An error and its causes, `outer: inner: innermost`: the driver's own
 /// message often hides the useful part (a TLS handshake's certificate error,
 /// the server's message) one level down.
-fn chain(error: &dyn std::error::Error) -> String {
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(pg) = error.downcast_ref::<tokio_postgres::Error>() {
+        if pg.as_db_error().is_some() {
+            return pg_error_text(pg);
+        }
+    }
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {
+        if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
+            if pg.as_db_error().is_some() {
+                text.push_str(": ");
+                text.push_str(&pg_error_text(pg));
+                break;
+            }
+        }
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
             text.push_str(": ");
@@ -95,6 +107,29 @@ fn chain(error: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     text
+}
+
+/// A driver error for logs and messages. A server error is shown as its
+/// severity, message, SQLSTATE and hint, never its DETAIL: that can quote
+/// the row's values ("Failing row contains (…)", "Key (email)=(…)"), which
+/// are the shopper's data.
+pub fn pg_error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!(
+                "db error: {}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(hint) = db.hint() {
+                text.push_str("; hint: ");
+                text.push_str(hint);
+            }
+            text
+        }
+        None => chain(error),
+    }
 }
 
 impl SourceError {
