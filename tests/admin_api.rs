@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::harness::Pipeline;
+use support::harness::{self, Pipeline};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -54,14 +54,7 @@ async fn health_reports_real_numbers_and_mutating_endpoints_need_the_token() {
     // Health: the numbers a person would check.
     let deadline = Instant::now() + WAIT;
     let health = loop {
-        let h: serde_json::Value = http
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h: serde_json::Value = harness::get_json(&format!("{base}/api/health")).await;
         let k = &h["destinations"][0]["kinds"];
         if k.as_array().is_some_and(|a| {
             a.iter()
@@ -97,14 +90,7 @@ async fn health_reports_real_numbers_and_mutating_endpoints_need_the_token() {
         health["replication"]
     );
     assert!(health["replication"]["lag_bytes"].is_u64());
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = harness::get_text(&format!("{base}/metrics")).await;
     for name in [
         "capi_cdc_slot_retained_wal_bytes ",
         "capi_cdc_lag_bytes ",

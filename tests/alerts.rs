@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::harness::Pipeline;
+use support::harness::{self, Pipeline};
 
 const RULES: &str = include_str!("../deploy/prometheus-alerts.yml");
 
@@ -45,17 +45,9 @@ async fn every_alert_names_metrics_the_connector_exports() {
     p.sql("INSERT INTO orders (id, customer_id, status, total) VALUES (1, 1, 'paid', 5)")
         .await;
     p.wait_for_events(1, Duration::from_secs(60)).await;
-    let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let exported: BTreeSet<String> = loop {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = harness::get_text(&format!("{base}/metrics")).await;
         let exported: BTreeSet<String> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::harness::Pipeline;
+use support::harness::{self, Pipeline};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ADMIN_TOKEN: &str = "page-admin-token-0123456789";
@@ -48,14 +48,7 @@ async fn the_health_page_shows_numbers_a_paused_destination_and_a_working_test_b
     let http = reqwest::Client::new();
     let deadline = Instant::now() + WAIT;
     loop {
-        let h: serde_json::Value = http
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h: serde_json::Value = harness::get_json(&format!("{base}/api/health")).await;
         let meta_grade = h["destinations"][0]["kinds"][0]["platform_quality"].as_f64();
         let google_ok = h["destinations"][1]["platform_status"]["SUCCESS"]
             .as_u64()

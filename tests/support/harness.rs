@@ -426,3 +426,19 @@ auth_retry_s = 1
             .unwrap()
     }
 }
+
+/// GET `url`'s body as text, panicking with the URL on failure.
+pub async fn get_text(url: &str) -> String {
+    let r = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    r.text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
+}
+
+/// GET `url`'s body as JSON, panicking with the URL and body on failure.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let text = get_text(url).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {text}"))
+}
