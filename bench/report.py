@@ -503,7 +503,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         row("`capi-cdc`", f"E: replay of C's {e_n} events", secs(r.get("E_replay_s")), "—", "—", "—", "—", "—", "—",
             f"Meta 10 req/s, Google 5 req/s (300/min): {per_s:,.0f} events/s per destination → a 1-hour backlog "
             f"at 1,000 events/s catches up in {catch / 60:.0f} min" if catch != math.inf else "slower than 1,000 events/s")
-    if r.get("D_rows"):
+    if r.get("D_recv_s"):
         d_desc = f"D: 1 UPDATE × {r.get('D_rows')} rows of {r.get('D_kb')} kB"
         row("`pg_recvlogical`", d_desc, secs(r.get("D_recv_s")), "1.00×", mib(r.get("D_recv_rss_kb")),
             "—", "—", "—", "—", f"{r.get('D_decoded_mb')} MB decoded from {r.get('D_wal_mb')} MB of WAL")

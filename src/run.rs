@@ -349,11 +349,14 @@ async fn session(
 
 /// What the relay hands the apply loop.
 enum Relayed {
-    /// A message and the budget (KiB) it holds until applied.
-    Event(ReplicationEvent, u32),
+    /// Messages in stream order and the budget (KiB) they hold until applied.
+    Events(Vec<ReplicationEvent>, u32),
     /// The stream ended: normally (`None`) or with this error.
     End(Option<String>),
 }
+
+/// Messages the relay hands over at once, at most.
+const RELAY_BATCH: usize = 256;
 
 /// The relay ended without saying why (it stops only with the session).
 fn relay_gone() -> Relayed {
@@ -397,23 +400,43 @@ async fn relay(
                 client.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn));
             }
             next = client.recv() => {
-                let ev = match next {
-                    Ok(Some(ev)) => ev,
-                    Ok(None) => {
-                        let _ = tx.send(Relayed::End(None));
+                // Take what else is ready too and hand it over as one batch:
+                // one channel operation and at most one wake-up of the apply
+                // thread for many messages.
+                let mut batch = Vec::new();
+                let mut batch_kb = 0u32;
+                let mut end = None;
+                let mut next = Some(next);
+                while let Some(n) = next.take() {
+                    match n {
+                        Ok(Some(ev)) => {
+                            batch_kb = batch_kb.saturating_add(size_kb(&ev, budget_kb));
+                            batch.push(ev);
+                        }
+                        Ok(None) => end = Some(None),
+                        Err(e) => end = Some(Some(e.to_string())),
+                    }
+                    if end.is_some() || batch.len() >= RELAY_BATCH || batch_kb >= budget_kb / 4 {
                         break;
                     }
-                    Err(e) => {
-                        let _ = tx.send(Relayed::End(Some(e.to_string())));
-                        break;
-                    }
-                };
-                let kb = size_kb(&ev, budget_kb);
-                match budget.acquire_many(kb).await {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => break, // the apply loop is gone
+                    next = tokio::select! {
+                        biased;
+                        n = client.recv() => Some(n),
+                        () = std::future::ready(()) => None,
+                    };
                 }
-                if tx.send(Relayed::Event(ev, kb)).is_err() {
+                let batch_kb = batch_kb.min(budget_kb);
+                if !batch.is_empty() {
+                    match budget.acquire_many(batch_kb).await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => break, // the apply loop is gone
+                    }
+                    if tx.send(Relayed::Events(batch, batch_kb)).is_err() {
+                        break;
+                    }
+                }
+                if let Some(why) = end {
+                    let _ = tx.send(Relayed::End(why));
                     break;
                 }
             }
@@ -461,7 +484,7 @@ fn apply_loop(
                 }
             }),
         };
-        let (event, kb) = match next {
+        let (events, kb) = match next {
             None => {
                 if let Some(lsn) = applier.flush()? {
                     ack(lsn);
@@ -471,20 +494,22 @@ fn apply_loop(
                 }
                 continue;
             }
-            Some(Relayed::Event(event, kb)) => (event, kb),
+            Some(Relayed::Events(events, kb)) => (events, kb),
             Some(Relayed::End(None)) => {
                 return Ok(SessionEnd::Retry("the server ended the stream".into()))
             }
             Some(Relayed::End(Some(e))) => return Ok(SessionEnd::Retry(e)),
         };
-        let applied = applier.on_event(&event);
+        for event in &events {
+            if let Some(lsn) = applier.on_event(event)? {
+                ack(lsn);
+            }
+            if matches!(event, ReplicationEvent::StoppedAt { .. }) {
+                return Ok(SessionEnd::Shutdown);
+            }
+        }
+        drop(events);
         budget.add_permits(kb as usize);
-        if let Some(lsn) = applied? {
-            ack(lsn);
-        }
-        if matches!(event, ReplicationEvent::StoppedAt { .. }) {
-            return Ok(SessionEnd::Shutdown);
-        }
     }
 }
 
