@@ -251,6 +251,29 @@ drain_recvlogical() { # db end_lsn label -> sets RECV_S, RECV_RSS_KB
     log "$label: pg_recvlogical took $RECV_S s, peak RSS $RECV_RSS_KB kB (slot recv confirmed $confirmed)"
 }
 
+# A profile of one workload's backlog drain (BENCH_PERF=file, BENCH_PERF_WORKLOAD=A|C,
+# default C). It flatters nothing: the timed figures of that run carry perf's
+# overhead, so take them from a run without.
+PERF_PID=""
+perf_start() { # label
+    PERF_PID=""
+    [[ -n "${BENCH_PERF:-}" && "${BENCH_PERF_WORKLOAD:-C}" == "$1" ]] || return 0
+    perf record -F 999 -g -p "$CAPI_PID" -o "$WORK/$1.perf.data" >"$WORK/$1.perf.log" 2>&1 &
+    PERF_PID=$!
+}
+perf_stop() { # label
+    [[ -n "$PERF_PID" ]] || return 0
+    kill -INT "$PERF_PID"; wait "$PERF_PID" || true
+    PERF_PID=""
+    perf report -i "$WORK/$1.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.4 \
+        >"$BENCH_PERF" 2>/dev/null || log "perf report failed"
+    # Inclusive time per function, for the per-stage split in RESULTS.md.
+    perf report -i "$WORK/$1.perf.data" --stdio --children --sort symbol --percent-limit 0.5 -g none \
+        >"$BENCH_PERF.children" 2>/dev/null || log "perf report --children failed"
+    cp "$WORK/$1.perf.data" "$BENCH_PERF.data" 2>/dev/null || true
+    log "$1: profile of the backlog drain in $BENCH_PERF (data: $BENCH_PERF.data)"
+}
+
 start_capi() { # db label
     CAPI_LOG="$WORK/$2.capi.log"
     CAPI_T0=$(now)
@@ -316,7 +339,9 @@ result A_recv_rss_kb "$RECV_RSS_KB"
 
 log "A: capi-cdc drains slot capi_cdc to $END_A and delivers $TXNS events"
 start_capi "$DB" A
+perf_start A
 wait_capi "$END_A" "$TXNS"
+perf_stop A
 log "A: capi-cdc checkpoint reached $END_A after $CP_S s; $TXNS delivered after $DEL_S s"
 result A_capi_cp_s "$CP_S"
 result A_capi_del_s "$DEL_S"
@@ -447,25 +472,11 @@ result C_recv_rss_kb "$RECV_RSS_KB"
 
 log "C: capi-cdc drains slot capi_cdc to $END_C and delivers everything to Meta and Google"
 start_capi "$DB" C
-PERF_PID=""
-if [[ -n "${BENCH_PERF:-}" ]]; then
-    # A profile of the backlog drain (it flatters nothing: the timed figures
-    # of this run carry perf's overhead, so take them from a run without).
-    perf record -F 999 -g -p "$CAPI_PID" -o "$WORK/C.perf.data" >"$WORK/C.perf.log" 2>&1 &
-    PERF_PID=$!
-fi
+perf_start C
 out=$("${REPORT[@]}" wait-idle --admin "127.0.0.1:$C_ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
     --lsn "$END_C" --timeout "$WAIT") || die "capi-cdc did not reach $END_C with nothing pending"
 read -r CP_S IDLE_S <<<"$out"
-if [[ -n "$PERF_PID" ]]; then
-    kill -INT "$PERF_PID"; wait "$PERF_PID" || true
-    perf report -i "$WORK/C.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.4 \
-        >"$BENCH_PERF" 2>/dev/null || log "perf report failed"
-    # Inclusive time per function, for the per-stage split in RESULTS.md.
-    perf report -i "$WORK/C.perf.data" --stdio --children --sort symbol --percent-limit 0.5 -g none \
-        >"$BENCH_PERF.children" 2>/dev/null || log "perf report --children failed"
-    log "C: profile of the backlog drain in $BENCH_PERF"
-fi
+perf_stop C
 result C_capi_cp_s "$CP_S"
 result C_capi_rss_kb "$(awk '/^VmHWM:/ {print $2}' "/proc/$CAPI_PID/status")"
 log "C: checkpoint after $CP_S s; nothing pending after $IDLE_S s"

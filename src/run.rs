@@ -77,6 +77,7 @@ pub async fn run(
     let _owned = spool.lock_exclusive()?;
     let metrics = Arc::new(Metrics::default());
     let mut writer = spool.writer()?;
+    writer.leave_wal_copy_to_others()?;
 
     // Lanes and the admin server stop when `run` returns, whatever the
     // reason (operator shutdown or a fatal error).
@@ -143,6 +144,7 @@ pub async fn run(
         },
         stop_rx.clone(),
     ));
+    let wal_copy = tokio::spawn(crate::spool::wal::run(spool.clone(), stop_rx.clone()));
     let grades = tokio::spawn(crate::admin::grades::run(
         Arc::new(config.clone()),
         spool.clone(),
@@ -204,6 +206,7 @@ pub async fn run(
     }
     let _ = admin.await;
     let _ = pruner.await;
+    let _ = wal_copy.await;
     let _ = watcher.await;
     let _ = grades.await;
     if let Some(heartbeat) = heartbeat {

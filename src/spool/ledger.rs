@@ -668,12 +668,18 @@ impl Ledger {
     /// Deletes up to `limit` rows of `lookup` last changed before
     /// `before_us` (expired lookup state); returns how many.
     pub fn prune_lookup(&mut self, lookup: &str, before_us: i64, limit: usize) -> Result<usize> {
-        self.conn
+        let n = self
+            .conn
             .execute(
                 "DELETE FROM lookup_rows WHERE rowid IN (SELECT rowid FROM lookup_rows WHERE lookup = ?1 AND updated_us < ?2 LIMIT ?3)",
                 params![lookup, before_us, limit as i64],
             )
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            // Committed (autocommit): the writer's cache must not keep them.
+            self.spool.note_lookups_pruned();
+        }
+        Ok(n)
     }
 
     /// The newest change time stored for a lookup (µs), if it has rows.

@@ -17,11 +17,15 @@
 //!   is what acknowledging the LSN to PostgreSQL promises.
 //! - No raw PII is ever written here (events carry hashes only).
 
+mod cache;
 mod ledger;
 pub mod prune;
+pub mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -118,6 +122,9 @@ pub type Result<T> = std::result::Result<T, SpoolError>;
 #[derive(Debug, Clone)]
 pub struct Spool {
     path: PathBuf,
+    /// Bumped after each commit that pruned lookup rows: the writer's
+    /// [`cache::LookupCache`] forgets what it holds when this changes.
+    lookups_pruned: Arc<AtomicU64>,
 }
 
 const SCHEMA: &str = r#"
@@ -220,6 +227,7 @@ impl Spool {
         }
         let spool = Spool {
             path: file.to_path_buf(),
+            lookups_pruned: Arc::default(),
         };
         let conn = spool.connect()?;
         conn.execute_batch(SCHEMA).map_err(|e| spool.err(e))?;
@@ -279,6 +287,16 @@ impl Spool {
         }
     }
 
+    /// Lookup rows were pruned (called after the pruning commit).
+    pub(crate) fn note_lookups_pruned(&self) {
+        self.lookups_pruned.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many pruning commits removed lookup rows so far.
+    pub(crate) fn lookups_pruned(&self) -> u64 {
+        self.lookups_pruned.load(Ordering::Acquire)
+    }
+
     /// The spool file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -296,7 +314,8 @@ impl Spool {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;",
+             PRAGMA foreign_keys = ON;
+             PRAGMA journal_size_limit = 67108864;",
         )
         .map_err(|e| self.err(e))?;
         Ok(conn)
@@ -334,7 +353,9 @@ impl Spool {
     /// `FULL`: they are what the server's WAL is released against.
     pub fn delivery_ledger(&self) -> Result<Ledger> {
         let conn = self.connect()?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        // The WAL is copied back by `wal::run`, not inside the lanes'
+        // commits (which would then wait on it).
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| self.err(e))?;
         Ok(Ledger::new(self.clone(), conn))
     }
@@ -443,6 +464,103 @@ mod tests {
         assert!(err.to_string().contains("spool.path"));
         drop(held);
         spool.lock_exclusive().unwrap();
+    }
+
+    /// The writer keeps lookup rows in memory; every answer must still be
+    /// the spool's, through moves between keys, deletes, a rolled-back
+    /// batch and a prune on another connection.
+    #[test]
+    fn cached_lookups_answer_as_the_spool_does() {
+        use crate::derive::{Effect, Entry, Lookup};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let entry = |key: &str, t: i64| {
+            let mut e = Entry {
+                updated_us: t,
+                ..Entry::default()
+            };
+            e.fields.insert("key".into(), key.into());
+            e
+        };
+        let put = |pk: &str, key: &str, t: i64| Effect::PutLookup {
+            lookup: "sessions".into(),
+            pk: pk.into(),
+            key: key.into(),
+            entry: entry(key, t),
+        };
+        let mut w = spool.writer().unwrap();
+        let mut lsn = 0;
+        // Every answer of the (caching) writer against a fresh reader of
+        // the committed spool, twice: once filling the cache, once from it.
+        let check = |w: &SpoolWriter, step: &str| {
+            let fresh = spool.writer().unwrap();
+            for _ in 0..2 {
+                for k in ["k1", "k2"] {
+                    assert_eq!(
+                        w.latest("sessions", k).unwrap(),
+                        fresh.latest("sessions", k).unwrap(),
+                        "{step}: latest {k}"
+                    );
+                }
+                for pk in ["s1", "s2"] {
+                    assert_eq!(
+                        w.by_pk("sessions", pk).unwrap(),
+                        fresh.by_pk("sessions", pk).unwrap(),
+                        "{step}: row {pk}"
+                    );
+                }
+            }
+        };
+        let mut step = |w: &mut SpoolWriter, e: Effect, name: &str| {
+            w.apply_state(&e).unwrap();
+            lsn += 1;
+            w.commit(Lsn(lsn)).unwrap();
+            check(w, name);
+        };
+        check(&w, "empty");
+        step(&mut w, put("s1", "k1", 1), "first row");
+        assert_eq!(w.latest("sessions", "k1").unwrap(), Some(entry("k1", 1)));
+        step(&mut w, put("s2", "k1", 2), "a newer row for the key");
+        assert_eq!(w.latest("sessions", "k1").unwrap(), Some(entry("k1", 2)));
+        step(
+            &mut w,
+            put("s2", "k2", 3),
+            "the newer row moves to another key",
+        );
+        assert_eq!(w.latest("sessions", "k1").unwrap(), Some(entry("k1", 1)));
+        assert_eq!(w.latest("sessions", "k2").unwrap(), Some(entry("k2", 3)));
+        step(
+            &mut w,
+            Effect::DeleteLookup {
+                lookup: "sessions".into(),
+                pk: "s2".into(),
+            },
+            "a delete",
+        );
+        assert_eq!(w.latest("sessions", "k2").unwrap(), None);
+        // Written and read inside a batch, then rolled back.
+        w.apply_state(&put("s1", "k2", 4)).unwrap();
+        assert_eq!(w.latest("sessions", "k2").unwrap(), Some(entry("k2", 4)));
+        w.rollback().unwrap();
+        check(&w, "a rolled-back batch");
+        assert_eq!(w.latest("sessions", "k2").unwrap(), None);
+        // Pruned on another connection: the cached row is gone too.
+        assert_eq!(w.by_pk("sessions", "s1").unwrap(), Some(entry("k1", 1)));
+        let pruned = spool
+            .ledger()
+            .unwrap()
+            .prune_lookup("sessions", 2, 10)
+            .unwrap();
+        assert_eq!(pruned, 1);
+        check(&w, "a prune");
+        assert_eq!(w.by_pk("sessions", "s1").unwrap(), None);
+        step(
+            &mut w,
+            Effect::ClearLookup {
+                lookup: "sessions".into(),
+            },
+            "a truncate",
+        );
     }
 
     /// The lanes' reads must use the partial indexes: a full scan of every

@@ -2,8 +2,11 @@
 //! of source transactions, closed by [`SpoolWriter::commit`] with the batch's
 //! end LSN. See the module invariants in `spool/mod.rs`.
 
+use std::cell::RefCell;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::cache::{Cached, LookupCache};
 use super::{now_ms, read_checkpoint, Result, Spool, SpoolError};
 use crate::derive::{Effect, Entry, Lookup, LookupError};
 use crate::event::{BusinessEvent, LaneKind};
@@ -17,6 +20,8 @@ pub struct SpoolWriter {
     open: bool,
     checkpoint: Option<Lsn>,
     destinations: Vec<LedgerTarget>,
+    /// Lookup rows read or written, so commits do not re-read them.
+    cache: RefCell<LookupCache>,
 }
 
 /// A destination that gets a ledger row for each new event, and its lanes.
@@ -37,6 +42,7 @@ impl SpoolWriter {
             open: false,
             checkpoint,
             destinations: Vec::new(),
+            cache: RefCell::default(),
         })
     }
 
@@ -51,6 +57,15 @@ impl SpoolWriter {
             record: what.to_owned(),
             source,
         }
+    }
+
+    /// Stops this connection's commits from copying the WAL back into the
+    /// spool file (SQLite's automatic checkpoint); [`super::wal::run`] does
+    /// it instead, off the apply loop.
+    pub fn leave_wal_copy_to_others(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| self.err(e))
     }
 
     /// Destinations that get a ledger row for each new event.
@@ -167,6 +182,7 @@ impl SpoolWriter {
             Effect::PutLookup { lookup, pk, key, entry } => {
                 let json = serde_json::to_string(entry)
                     .map_err(|source| self.corrupt(&format!("lookup {lookup} row"), source))?;
+                let old_key = self.stored_key(lookup, pk)?;
                 let mut stmt = self
                     .conn
                     .prepare_cached(
@@ -174,15 +190,33 @@ impl SpoolWriter {
                          ON CONFLICT (lookup, pk) DO UPDATE SET k = excluded.k, updated_us = excluded.updated_us, entry = excluded.entry",
                     )
                     .map_err(|e| self.spool.err(e))?;
-                stmt.execute(params![lookup, pk, key, entry.updated_us, json])
+                let r = stmt.execute(params![lookup, pk, key, entry.updated_us, json]);
+                drop(stmt);
+                if r.is_ok() {
+                    self.cache
+                        .get_mut()
+                        .put(lookup, pk, key, old_key.as_deref(), entry);
+                }
+                r
             }
-            Effect::DeleteLookup { lookup, pk } => self
-                .conn
-                .prepare_cached("DELETE FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
-                .and_then(|mut s| s.execute(params![lookup, pk])),
-            Effect::ClearLookup { lookup } => self
-                .conn
-                .execute("DELETE FROM lookup_rows WHERE lookup = ?1", [lookup]),
+            Effect::DeleteLookup { lookup, pk } => {
+                let old_key = self.stored_key(lookup, pk)?;
+                let r = self
+                    .conn
+                    .prepare_cached("DELETE FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
+                    .and_then(|mut s| s.execute(params![lookup, pk]));
+                if r.is_ok() {
+                    self.cache.get_mut().delete(lookup, pk, old_key.as_deref());
+                }
+                r
+            }
+            Effect::ClearLookup { lookup } => {
+                let r = self
+                    .conn
+                    .execute("DELETE FROM lookup_rows WHERE lookup = ?1", [lookup]);
+                self.cache.get_mut().clear(lookup);
+                r
+            }
             Effect::RuleHeld { rule, pk, held: true } => self
                 .conn
                 .prepare_cached("INSERT INTO rule_state (rule, pk) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
@@ -204,6 +238,20 @@ impl SpoolWriter {
             _ => return Ok(()),
         };
         r.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// The key a lookup row is stored under now (from the cache when it
+    /// knows the row), so a write can forget that key's cached latest entry.
+    fn stored_key(&self, lookup: &str, pk: &str) -> Result<Option<String>> {
+        let mut cache = self.cache.borrow_mut();
+        cache.sync(self.spool.lookups_pruned());
+        if let Some(k) = cache.key_of(lookup, pk) {
+            return Ok(k);
+        }
+        self.conn
+            .prepare_cached("SELECT k FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
+            .and_then(|mut s| s.query_row(params![lookup, pk], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
     }
 
     fn entry(&self, what: &str, json: Option<String>) -> Result<Option<Entry>> {
@@ -256,6 +304,7 @@ impl SpoolWriter {
     /// Drops the open batch (used when the source connection breaks
     /// mid-transaction: the transaction will be streamed again).
     pub fn rollback(&mut self) -> Result<()> {
+        self.cache.get_mut().forget_all();
         if self.open {
             self.open = false;
             self.conn
@@ -272,16 +321,33 @@ fn lookup_err(e: SpoolError) -> LookupError {
 
 impl Lookup for SpoolWriter {
     fn by_pk(&self, lookup: &str, pk: &str) -> std::result::Result<Option<Entry>, LookupError> {
+        {
+            let mut cache = self.cache.borrow_mut();
+            cache.sync(self.spool.lookups_pruned());
+            if let Cached::Known(e) = cache.by_pk(lookup, pk) {
+                return Ok(e);
+            }
+        }
         let json: Option<String> = self
             .conn
             .prepare_cached("SELECT entry FROM lookup_rows WHERE lookup = ?1 AND pk = ?2")
             .and_then(|mut s| s.query_row(params![lookup, pk], |r| r.get(0)).optional())
             .map_err(|e| lookup_err(self.err(e)))?;
-        self.entry(&format!("lookup {lookup} row"), json)
-            .map_err(lookup_err)
+        let entry = self
+            .entry(&format!("lookup {lookup} row"), json)
+            .map_err(lookup_err)?;
+        self.cache.borrow_mut().read_pk(lookup, pk, entry.clone());
+        Ok(entry)
     }
 
     fn latest(&self, lookup: &str, key: &str) -> std::result::Result<Option<Entry>, LookupError> {
+        {
+            let mut cache = self.cache.borrow_mut();
+            cache.sync(self.spool.lookups_pruned());
+            if let Cached::Known(e) = cache.latest(lookup, key) {
+                return Ok(e);
+            }
+        }
         let json: Option<String> = self
             .conn
             .prepare_cached(
@@ -290,8 +356,13 @@ impl Lookup for SpoolWriter {
             )
             .and_then(|mut s| s.query_row(params![lookup, key], |r| r.get(0)).optional())
             .map_err(|e| lookup_err(self.err(e)))?;
-        self.entry(&format!("lookup {lookup} row"), json)
-            .map_err(lookup_err)
+        let entry = self
+            .entry(&format!("lookup {lookup} row"), json)
+            .map_err(lookup_err)?;
+        self.cache
+            .borrow_mut()
+            .read_latest(lookup, key, entry.clone());
+        Ok(entry)
     }
 
     fn all(&self, lookup: &str, key: &str) -> std::result::Result<Vec<Entry>, LookupError> {
