@@ -11,6 +11,7 @@ ARG BINARY=build
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
 # Compiled in with include_str!: the reference schema and the default rules.
 COPY sql ./sql

@@ -178,6 +178,9 @@ fn dockerfile_copies_existing_files_and_exposes_the_admin_port() {
         }
     }
     assert!(dockerfile.contains("--bin capi-cdc"));
+    // The build stage compiles jemalloc with the repository's settings.
+    assert!(dockerfile.contains("COPY .cargo ./.cargo\n"));
+    assert!(read(".cargo/config.toml").contains("JEMALLOC_SYS_WITH_MALLOC_CONF"));
     // Both ways of getting the binary put it where the runtime stage takes it
     // from: the build stage's `cargo build --release` in WORKDIR /src, and
     // the prebuilt stage's copy of the host's build of the same command.
@@ -194,6 +197,7 @@ fn dockerfile_copies_existing_files_and_exposes_the_admin_port() {
     for kept in [
         "Cargo.toml",
         "Cargo.lock",
+        ".cargo",
         "src",
         "sql",
         "config",

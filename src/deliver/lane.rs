@@ -188,6 +188,21 @@ impl<D: Destination> Lane<D> {
         let limit = delivery.max_batch_events;
         let now_ms = Ledger::now_ms();
         let kind = self.lane;
+        if kind == LaneKind::Batched {
+            // Until the batch is full or old enough, count it without reading
+            // it: this runs after every spool commit with new events.
+            let (n, oldest) = with_ledger(&self.ledger, move |l| {
+                l.pending_summary(name, kind, now_ms, limit)
+            })
+            .await?;
+            let Some(oldest) = oldest else {
+                return Ok(Next::Wait);
+            };
+            let flush_at = oldest + delivery.batch_max_age.as_millis() as i64;
+            if n < limit && now_ms < flush_at {
+                return Ok(Next::Until(flush_at));
+            }
+        }
         let mut due =
             with_ledger(&self.ledger, move |l| l.pending(name, kind, now_ms, limit)).await?;
         {

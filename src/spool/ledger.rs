@@ -19,6 +19,16 @@ pub(super) const PENDING_SQL: &str =
                  WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
                  ORDER BY d.seq LIMIT ?3";
 
+/// How many of those events are due (up to a limit) and when the oldest was
+/// spooled, without reading a payload: a batched lane asks this on every
+/// wake, and reading (and parsing) a growing batch on every commit cost
+/// more than sending it.
+pub(super) const PENDING_SUMMARY_SQL: &str =
+    "SELECT count(*), MIN(spooled_at_ms) FROM (
+         SELECT e.spooled_at_ms FROM deliveries d INDEXED BY deliveries_pending_lane JOIN events e ON e.seq = d.seq
+         WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
+         ORDER BY d.seq LIMIT ?3)";
+
 /// The earliest retry time among pending events of one destination.
 pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_lane_due WHERE destination = ?1 AND lane = ?2 AND state = 'pending'";
 
@@ -238,6 +248,27 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+
+    /// How many pending events of one lane are due at `now_ms` (counting at
+    /// most `limit`), and the oldest one's spool time: what
+    /// [`Ledger::pending`] would return, without the payloads.
+    pub fn pending_summary(
+        &self,
+        destination: &str,
+        lane: LaneKind,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(usize, Option<i64>)> {
+        self.conn
+            .prepare_cached(PENDING_SUMMARY_SQL)
+            .and_then(|mut s| {
+                s.query_row(
+                    params![destination, now_ms, limit as i64, lane.as_str()],
+                    |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, Option<i64>>(1)?)),
+                )
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// The earliest `not_before` among one lane's pending events, if any.

@@ -587,6 +587,17 @@ mod tests {
                 .replace("?4", "'batched'"),
         );
         assert!(pending.contains("deliveries_pending_lane"), "{pending}");
+        let summary = plan(
+            &ledger::PENDING_SUMMARY_SQL
+                .replace("?1", "'meta'")
+                .replace("?2", "0")
+                .replace("?3", "10")
+                .replace("?4", "'batched'"),
+        );
+        assert!(
+            summary.contains("USING INDEX deliveries_pending_lane"),
+            "{summary}"
+        );
         let due = plan(
             &ledger::NEXT_DUE_SQL
                 .replace("?1", "'meta'")

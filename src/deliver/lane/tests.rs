@@ -405,3 +405,39 @@ async fn an_outcome_the_ledger_cannot_record_is_kept_and_never_resent() {
     );
     assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2]);
 }
+
+/// A batched lane that is still filling counts its batch instead of reading
+/// it: the summary says what the full read would, without the payloads.
+#[tokio::test]
+async fn the_batched_lane_counts_a_filling_batch_without_reading_it() {
+    let views: Vec<BusinessEvent> = (1..=4)
+        .map(|i| event(&format!("view-{i}"), "product.viewed", 5))
+        .collect();
+    let s = setup(Attempt::DELIVERED, LaneKind::Batched, 3, &views);
+    let ledger = s.spool.ledger().unwrap();
+    let now = Ledger::now_ms();
+    let read = ledger.pending("fake", LaneKind::Batched, now, 10).unwrap();
+    let (n, oldest) = ledger
+        .pending_summary("fake", LaneKind::Batched, now, 10)
+        .unwrap();
+    assert_eq!(n, read.len());
+    assert_eq!(oldest, read.iter().map(|p| p.spooled_at_ms).min());
+    // Counting stops at the limit, and the other lane's rows are not counted.
+    assert_eq!(
+        ledger
+            .pending_summary("fake", LaneKind::Batched, now, 3)
+            .unwrap()
+            .0,
+        3
+    );
+    assert_eq!(
+        ledger
+            .pending_summary("fake", LaneKind::RealTime, now, 10)
+            .unwrap(),
+        (0, None)
+    );
+    // Four due with batches of three: one full batch goes at once, the
+    // fourth waits for its age limit.
+    assert!(matches!(drain(&s.lane).await, Next::Until(_)));
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![3]);
+}
