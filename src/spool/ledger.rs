@@ -327,6 +327,7 @@ impl Ledger {
         (value, reason, attempted): (impl rusqlite::ToSql, Option<&str>, bool),
         log: bool,
     ) -> Result<()> {
+        let _turn = self.spool.lane_turn();
         let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
         {
             let mut stmt = tx.prepare_cached(sql).map_err(|e| self.spool.err(e))?;

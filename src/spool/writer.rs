@@ -3,6 +3,7 @@
 //! end LSN. See the module invariants in `spool/mod.rs`.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -22,7 +23,13 @@ pub struct SpoolWriter {
     destinations: Vec<LedgerTarget>,
     /// Lookup rows read or written, so commits do not re-read them.
     cache: RefCell<LookupCache>,
+    /// When waiting lanes were last let in before a batch.
+    last_lane_turn: Option<Instant>,
 }
+
+/// How often, at most, the apply loop lets waiting lanes take the write
+/// lock before its next batch (see `spool::LaneTurn`).
+const LANE_TURN_EVERY: Duration = Duration::from_millis(50);
 
 /// A destination that gets a ledger row for each new event, and its lanes.
 #[derive(Debug, Clone)]
@@ -43,6 +50,7 @@ impl SpoolWriter {
             checkpoint,
             destinations: Vec::new(),
             cache: RefCell::default(),
+            last_lane_turn: None,
         })
     }
 
@@ -85,6 +93,15 @@ impl SpoolWriter {
 
     fn ensure_open(&mut self) -> Result<()> {
         if !self.open {
+            // Lanes waiting to record outcomes go first, but at most once
+            // per LANE_TURN_EVERY: the slot's drain keeps priority.
+            if self
+                .last_lane_turn
+                .is_none_or(|t| t.elapsed() >= LANE_TURN_EVERY)
+                && self.spool.let_lanes_in()
+            {
+                self.last_lane_turn = Some(Instant::now());
+            }
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| self.spool.err(e))?;
