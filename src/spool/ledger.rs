@@ -10,24 +10,33 @@ use serde::Serialize;
 use super::{now_ms, Result, Spool, SpoolError};
 use crate::event::{BusinessEvent, LaneKind};
 
-/// Due pending events of one destination, in spool order. `INDEXED BY`
-/// pins the partial index: without statistics SQLite would walk the primary
-/// key, i.e. every delivery ever made.
-pub(super) const PENDING_SQL: &str =
-    "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload
-                 FROM deliveries d INDEXED BY deliveries_pending_lane JOIN events e ON e.seq = d.seq
-                 WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
-                 ORDER BY d.seq LIMIT ?3";
+/// The due pending rows of one lane, in spool order, up to ?3 (?1
+/// destination, ?2 now, ?4 lane). `INDEXED BY` pins the partial index:
+/// without statistics SQLite would walk the primary key, i.e. every delivery
+/// ever made. One text for both reads below, so they cannot disagree.
+macro_rules! due_pending {
+    () => {
+        "FROM deliveries d INDEXED BY deliveries_pending_lane JOIN events e ON e.seq = d.seq
+         WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
+         ORDER BY d.seq LIMIT ?3"
+    };
+}
+
+/// Due pending events of one destination, with their payloads.
+pub(super) const PENDING_SQL: &str = concat!(
+    "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload ",
+    due_pending!()
+);
 
 /// How many of those events are due (up to a limit) and when the oldest was
 /// spooled, without reading a payload: a batched lane asks this on every
 /// wake, and reading (and parsing) a growing batch on every commit cost
 /// more than sending it.
-pub(super) const PENDING_SUMMARY_SQL: &str =
-    "SELECT count(*), MIN(spooled_at_ms) FROM (
-         SELECT e.spooled_at_ms FROM deliveries d INDEXED BY deliveries_pending_lane JOIN events e ON e.seq = d.seq
-         WHERE d.destination = ?1 AND d.lane = ?4 AND d.state = 'pending' AND d.not_before_ms <= ?2
-         ORDER BY d.seq LIMIT ?3)";
+pub(super) const PENDING_SUMMARY_SQL: &str = concat!(
+    "SELECT count(*), MIN(spooled_at_ms) FROM (SELECT e.spooled_at_ms ",
+    due_pending!(),
+    ")"
+);
 
 /// The earliest retry time among pending events of one destination.
 pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_lane_due WHERE destination = ?1 AND lane = ?2 AND state = 'pending'";

@@ -687,21 +687,16 @@ mod tests {
                 .unwrap();
             rows.join(" | ")
         };
-        let pending = plan(
-            &ledger::PENDING_SQL
-                .replace("?1", "'meta'")
+        // The lanes' parameters, written in.
+        let bound = |sql: &str| {
+            sql.replace("?1", "'meta'")
                 .replace("?2", "0")
                 .replace("?3", "10")
-                .replace("?4", "'batched'"),
-        );
+                .replace("?4", "'batched'")
+        };
+        let pending = plan(&bound(ledger::PENDING_SQL));
         assert!(pending.contains("deliveries_pending_lane"), "{pending}");
-        let summary = plan(
-            &ledger::PENDING_SUMMARY_SQL
-                .replace("?1", "'meta'")
-                .replace("?2", "0")
-                .replace("?3", "10")
-                .replace("?4", "'batched'"),
-        );
+        let summary = plan(&bound(ledger::PENDING_SUMMARY_SQL));
         assert!(
             summary.contains("USING INDEX deliveries_pending_lane"),
             "{summary}"
