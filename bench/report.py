@@ -492,8 +492,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         row("`capi-cdc`", f"C: storefront, {c_n} txns", secs(str(del_s) if del_s is not None else None),
             ratio(str(del_s) if del_s is not None else None, r.get("C_recv_s")), "(same process)", "—", "—", "—", "—",
             "start → last backlog event accepted by Meta or Google")
+        # Sampled once a second through the live phase (older results: one
+        # reading at its end).
+        if r.get("C_live_rss_median_kb"):
+            live_rss = (f"{mib(r.get('C_live_rss_median_kb'))} median, {mib(r.get('C_live_rss_max_kb'))} max "
+                        f"(anon {mib(r.get('C_live_rss_anon_kb'))}, code {mib(r.get('C_live_rss_file_kb'))})")
+        else:
+            live_rss = mib(r.get("C_steady_rss_kb")) + " (RSS at end)"
         for key, v in (c.get("live") or {}).items():
-            row("`capi-cdc`", f"C live: {key}", "—", "—", mib(r.get("C_steady_rss_kb")) + " (RSS at end)",
+            row("`capi-cdc`", f"C live: {key}", "—", "—", live_rss,
                 ms(v.get("p50")), ms(v.get("p95")), ms(v.get("p99")), ms(v.get("max")),
                 f"commit → accepted, n = {v.get('n')}; {r.get('C_live_rate')} journeys/s ≈ {c.get('live_events_per_s', '?')} events/s")
     if r.get("E_replay_s"):

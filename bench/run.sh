@@ -487,9 +487,26 @@ sleep 2
 LIVE_T0_MS=$(python3 -c 'import time; print(int(time.time() * 1000))')
 live_journeys=$((SHOP_LIVE_S * SHOP_LIVE_RATE))
 log "C live: $live_journeys journeys at $SHOP_LIVE_RATE/s for ${SHOP_LIVE_S} s"
+# RSS once a second through the live phase: one reading at its end lands
+# anywhere in a batched lane's 5 s cycle (it varied by 30 MiB run to run).
+(while kill -0 "$CAPI_PID" 2>/dev/null; do
+    awk '/^VmRSS:|^RssAnon:|^RssFile:/ {printf "%s ", $2} END {print ""}' "/proc/$CAPI_PID/status"
+    sleep 1
+done) >"$WORK/C.live.rss" 2>/dev/null &
+RSS_SAMPLER=$!
 timeout "$WAIT" "$BIN" storefront --url "$SHOP_URL" --rate "$SHOP_LIVE_RATE" --journeys "$live_journeys" \
     --first $((SHOP_JOURNEYS + 1)) >"$WORK/C.live.storefront.log" 2>&1 || die "live storefront failed"
+kill "$RSS_SAMPLER" 2>/dev/null; wait "$RSS_SAMPLER" 2>/dev/null || true
 result C_steady_rss_kb "$(awk '/^VmRSS:/ {print $2}' "/proc/$CAPI_PID/status")"
+# Median and maximum over the samples (VmRSS), and the median's anonymous
+# and file-backed (the binary's code) parts.
+read -r med max anon file <<<"$(sort -n "$WORK/C.live.rss" | awk 'NF == 3 {v[n] = $1; a[n] = $2; f[n] = $3; n++}
+    END {m = int(n / 2); print v[m], v[n - 1], a[m], f[m]}')"
+result C_live_rss_median_kb "$med"
+result C_live_rss_max_kb "$max"
+result C_live_rss_anon_kb "$anon"
+result C_live_rss_file_kb "$file"
+log "C live: RSS median $med kB (anonymous $anon, file $file), max $max kB over $(wc -l <"$WORK/C.live.rss") samples"
 END_CL=$(q "$DB" "SELECT pg_current_wal_lsn()")
 "${REPORT[@]}" wait-idle --admin "127.0.0.1:$C_ADMIN_PORT" --pid "$CAPI_PID" --t0 "$CAPI_T0" \
     --lsn "$END_CL" --timeout "$WAIT" >/dev/null || die "capi-cdc did not deliver the live phase"

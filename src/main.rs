@@ -11,11 +11,13 @@ use capi_cdc::config::{Config, DEFAULT_CONFIG_PATH};
 use capi_cdc::error::ExitCode as Exit;
 use capi_cdc::telemetry::{self, LogFormat};
 
-/// jemalloc rather than glibc's malloc (settings in `.cargo/config.toml`).
-/// With an arena per thread, glibc kept the backlog drain's high-water mark
-/// for good: workload C ended its live phase at 147 MiB RSS, against 86 MiB
-/// with jemalloc, and C's drain took 5.5x pg_recvlogical's time against
-/// 4.8x (bench/RESULTS.md).
+/// jemalloc rather than glibc's malloc (settings in `.cargo/config.toml`),
+/// and as the process's `malloc` too (the crate's
+/// `unprefixed_malloc_on_supported_platforms`), so SQLite's page caches use
+/// it. With an arena per thread, glibc kept the backlog drain's high-water
+/// mark for good: workload C ended its live phase at 147 MiB RSS, against
+/// 86 MiB with jemalloc for Rust alone and a 44 MiB median with jemalloc
+/// for everything, in 2 arenas (bench/RESULTS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

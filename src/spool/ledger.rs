@@ -210,6 +210,14 @@ impl Ledger {
         Ledger { spool, conn }
     }
 
+    /// A pragma's value on this connection (tests of the settings).
+    #[cfg(test)]
+    pub(super) fn pragma(&self, name: &str) -> i64 {
+        self.conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
     fn err(&self, e: rusqlite::Error) -> SpoolError {
         self.spool.err(e)
     }

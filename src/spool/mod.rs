@@ -44,6 +44,12 @@ const SCHEMA_VERSION: i64 = 3;
 /// Prepared statements kept per connection (see `connect`).
 const STATEMENT_CACHE: usize = 64;
 
+/// Page cache of a delivery lane's connection, KiB (SQLite's default is
+/// 2,000). A lane reads each pending row about once, soon after the apply
+/// loop wrote it, so its pages are in the OS's cache anyway; four lanes at
+/// the default could hold 8 MB for nothing (bench/RESULTS.md).
+pub const LANE_PAGE_CACHE_KIB: i64 = 512;
+
 /// How long a connection waits for another writer before `SQLITE_BUSY`.
 /// The apply loop holds the write lock for the length of one batch (a huge
 /// source transaction included), so delivery must be patient.
@@ -399,8 +405,10 @@ impl Spool {
         let conn = self.connect()?;
         // The WAL is copied back by `wal::run`, not inside the lanes'
         // commits (which would then wait on it).
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
-            .map_err(|e| self.err(e))?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{LANE_PAGE_CACHE_KIB};"
+        ))
+        .map_err(|e| self.err(e))?;
         Ok(Ledger::new(self.clone(), conn))
     }
 
@@ -673,6 +681,20 @@ mod tests {
 
     /// The lanes' reads must use the partial indexes: a full scan of every
     /// delivery ever made would slow delivery as the spool grows.
+    #[test]
+    fn lanes_connections_are_lighter_than_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let lane = spool.delivery_ledger().unwrap();
+        let other = spool.ledger().unwrap();
+        // cache_size < 0 is KiB; synchronous 1 = NORMAL, 2 = FULL.
+        assert_eq!(lane.pragma("cache_size"), -LANE_PAGE_CACHE_KIB);
+        assert_eq!(lane.pragma("synchronous"), 1);
+        assert_eq!(lane.pragma("wal_autocheckpoint"), 0);
+        assert_eq!(other.pragma("cache_size"), -2000);
+        assert_eq!(other.pragma("synchronous"), 2);
+    }
+
     #[test]
     fn pending_reads_use_the_partial_indexes() {
         let dir = tempfile::tempdir().unwrap();
