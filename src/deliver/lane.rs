@@ -5,7 +5,9 @@
 //! A destination has two lanes over the same ledger, told apart by the
 //! ledger row's `lane`: **real-time** sends whatever is due as soon as it is
 //! free; **batched** waits until `max_batch_events` are due or the oldest
-//! has waited `batch_max_age`. Both take tokens from one [`Limiter`].
+//! has waited `batch_max_age`. Both take tokens from one [`Limiter`], and
+//! each keeps up to [`IN_FLIGHT`] requests going, never with the same event
+//! in two of them.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -24,6 +26,10 @@ use crate::telemetry::Metrics;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Keep a margin so an event does not leave the window while in flight.
 const WINDOW_MARGIN_S: i64 = 300;
+/// Requests a lane keeps in flight at once, each with different events:
+/// while the platform answers one, the lane records the last and reads the
+/// next.
+pub const IN_FLIGHT: usize = 2;
 
 /// The rate limit of one destination account, shared by its lanes.
 #[derive(Debug)]
@@ -78,6 +84,12 @@ async fn with_ledger<T: Send + 'static>(
     .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
+/// What [`Lane::prepare_once`] found: a batch to send, or what to do.
+enum Prepared {
+    Send(Vec<PendingEvent>),
+    Next(Next),
+}
+
 /// What the drain loop should do next.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -106,7 +118,13 @@ struct Lane<D> {
     limiter: Arc<Limiter>,
     metrics: Arc<Metrics>,
     unrecorded: Mutex<Unrecorded>,
+    /// Events of the requests in flight. Only the lane's own loop changes
+    /// it, between its reads, so a read never sees an event leave this set
+    /// before its outcome is in the ledger (or in `unrecorded`).
+    in_flight: Mutex<HashSet<i64>>,
 }
+
+type Flights = tokio::task::JoinSet<(Vec<i64>, Result<Next, SpoolError>)>;
 
 /// Delivers one lane of `dest` until `shutdown` turns true.
 pub async fn run<D: Destination>(
@@ -118,20 +136,24 @@ pub async fn run<D: Destination>(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let lane = Lane {
+    let lane = Arc::new(Lane {
         dest,
         lane,
         ledger: Arc::new(Mutex::new(ledger)),
         limiter,
         metrics,
         unrecorded: Mutex::default(),
-    };
+        in_flight: Mutex::default(),
+    });
     let name = lane.dest.name();
+    let mut flights = Flights::new();
     loop {
         if *shutdown.borrow() {
+            // Outcomes of requests already sent are recorded before exit.
+            lane.land_all(&mut flights, Ok(Next::More)).await.ok();
             return;
         }
-        let next = match lane.drain_once().await {
+        let next = match lane.pipeline(&mut flights).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(destination = name, lane = lane.lane.as_str(), error = %e, "delivery lane cannot read or update the spool; retrying in 1 s");
@@ -173,7 +195,79 @@ pub async fn run<D: Destination>(
 }
 
 impl<D: Destination> Lane<D> {
+    /// Keeps up to [`IN_FLIGHT`] requests going until one answers with
+    /// anything but "more", or nothing is left to send; then lets every
+    /// request in flight land and says what to do next.
+    async fn pipeline(self: &Arc<Self>, flights: &mut Flights) -> Result<Next, SpoolError> {
+        loop {
+            while flights.len() < IN_FLIGHT {
+                match self.prepare_once().await {
+                    Ok(Prepared::Send(batch)) => {
+                        let seqs: Vec<i64> = batch.iter().map(|p| p.seq).collect();
+                        self.in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(seqs.iter().copied());
+                        let lane = self.clone();
+                        flights.spawn(async move { (seqs, lane.deliver(batch).await) });
+                    }
+                    Ok(Prepared::Next(Next::More)) => {}
+                    Ok(Prepared::Next(next)) => return self.land_all(flights, Ok(next)).await,
+                    Err(e) => return self.land_all(flights, Err(e)).await,
+                }
+            }
+            match self.land_one(flights).await {
+                Some(Ok(Next::More)) => {}
+                Some(other) => return self.land_all(flights, other).await,
+                None => return Ok(Next::More),
+            }
+        }
+    }
+
+    /// Waits for the next request in flight to finish; `None` if none is.
+    async fn land_one(&self, flights: &mut Flights) -> Option<Result<Next, SpoolError>> {
+        let (seqs, result) = match flights.join_next().await? {
+            Ok(done) => done,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for seq in seqs {
+            in_flight.remove(&seq);
+        }
+        Some(result)
+    }
+
+    /// Lets every request in flight finish; the first error wins, then a
+    /// pause, then `next`, then any other answer but "more".
+    async fn land_all(
+        &self,
+        flights: &mut Flights,
+        next: Result<Next, SpoolError>,
+    ) -> Result<Next, SpoolError> {
+        let mut next = next;
+        while let Some(done) = self.land_one(flights).await {
+            next = match (next, done) {
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Ok(Next::Pause), _) | (_, Ok(Next::Pause)) => Ok(Next::Pause),
+                (Ok(Next::More), Ok(other)) => Ok(other),
+                (Ok(n), Ok(_)) => Ok(n),
+            };
+        }
+        next
+    }
+
+    /// One read and one send, in turn (tests step a lane with it).
+    #[cfg(test)]
     async fn drain_once(&self) -> Result<Next, SpoolError> {
+        match self.prepare_once().await? {
+            Prepared::Send(batch) => self.deliver(batch).await,
+            Prepared::Next(next) => Ok(next),
+        }
+    }
+
+    /// Reads what is due (leaving out events in flight), skips and holds by
+    /// policy, and returns what to send.
+    async fn prepare_once(&self) -> Result<Prepared, SpoolError> {
         self.record_unrecorded().await?;
         let name = self.dest.name();
         let mut operator_paused = false;
@@ -182,7 +276,7 @@ impl<D: Destination> Lane<D> {
         });
         if operator_paused {
             // Look again in a second: a resume takes effect at once.
-            return Ok(Next::Until(Ledger::now_ms() + 1000));
+            return Ok(Prepared::Next(Next::Until(Ledger::now_ms() + 1000)));
         }
         let delivery = self.dest.delivery();
         let limit = delivery.max_batch_events;
@@ -196,27 +290,38 @@ impl<D: Destination> Lane<D> {
             })
             .await?;
             let Some(oldest) = oldest else {
-                return Ok(Next::Wait);
+                return Ok(Prepared::Next(Next::Wait));
             };
             let flush_at = oldest + delivery.batch_max_age.as_millis() as i64;
             if n < limit && now_ms < flush_at {
-                return Ok(Next::Until(flush_at));
+                return Ok(Prepared::Next(Next::Until(flush_at)));
             }
         }
-        let mut due =
-            with_ledger(&self.ledger, move |l| l.pending(name, kind, now_ms, limit)).await?;
+        // Events in flight or delivered-but-unrecorded are still pending in
+        // the ledger: read past them.
+        let skip = {
+            let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+            let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            unrecorded.seqs.len() + in_flight.len()
+        };
+        let mut due = with_ledger(&self.ledger, move |l| {
+            l.pending(name, kind, now_ms, limit + skip)
+        })
+        .await?;
         {
             let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
-            due.retain(|p| !unrecorded.seqs.contains(&p.seq));
+            let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            due.retain(|p| !unrecorded.seqs.contains(&p.seq) && !in_flight.contains(&p.seq));
         }
+        due.truncate(limit);
         if due.is_empty() {
-            return Ok(Next::Wait);
+            return Ok(Prepared::Next(Next::Wait));
         }
         if self.lane == LaneKind::Batched && due.len() < limit {
             let oldest = due.iter().map(|p| p.spooled_at_ms).min().unwrap_or(now_ms);
             let flush_at = oldest + delivery.batch_max_age.as_millis() as i64;
             if now_ms < flush_at {
-                return Ok(Next::Until(flush_at));
+                return Ok(Prepared::Next(Next::Until(flush_at)));
             }
         }
         let now_s = now_ms / 1000;
@@ -254,9 +359,9 @@ impl<D: Destination> Lane<D> {
             .await?;
         }
         if sendable.is_empty() {
-            return Ok(Next::More);
+            return Ok(Prepared::Next(Next::More));
         }
-        self.deliver(sendable).await
+        Ok(Prepared::Send(sendable))
     }
 
     /// Sends `batch`, bisecting on rejection.
@@ -397,6 +502,7 @@ impl<D: Destination> Lane<D> {
             return Ok(());
         }
         let name = self.dest.name();
+        let recorded = pending.len();
         with_ledger(&self.ledger, move |l| {
             for (seqs, note) in &pending {
                 l.finish(name, seqs, DeliveryState::Delivered, note.as_deref(), true)?;
@@ -404,7 +510,13 @@ impl<D: Destination> Lane<D> {
             Ok(())
         })
         .await?;
-        *self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()) = Unrecorded::default();
+        // Requests in flight may have added outcomes meanwhile: keep those.
+        let mut u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        for (seqs, _) in u.outcomes.drain(..recorded).collect::<Vec<_>>() {
+            for seq in seqs {
+                u.seqs.remove(&seq);
+            }
+        }
         Ok(())
     }
 

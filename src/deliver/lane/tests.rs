@@ -4,6 +4,7 @@
 //! not record that is never sent again.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::config::DeliveryConfig;
@@ -18,6 +19,13 @@ struct Fake {
     batches: Mutex<Vec<usize>>,
     delivery: DeliveryConfig,
     window: Duration,
+    /// How long each answer takes.
+    delay: Duration,
+    /// Requests open now, and the most ever open at once.
+    open: AtomicUsize,
+    max_open: AtomicUsize,
+    /// Event IDs in the order they were sent.
+    sent: Mutex<Vec<String>>,
 }
 
 impl Destination for Fake {
@@ -39,6 +47,14 @@ impl Destination for Fake {
     }
     async fn send(&self, events: &[&BusinessEvent]) -> Attempt {
         self.batches.lock().unwrap().push(events.len());
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_open.fetch_max(open, Ordering::SeqCst);
+        self.sent
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.event_id.as_str().to_owned()));
+        tokio::time::sleep(self.delay).await;
+        self.open.fetch_sub(1, Ordering::SeqCst);
         if events.iter().any(|e| e.event_id.as_str() == self.poison) {
             Attempt::Rejected {
                 reason: "meta error 100/2804016: not hashed".into(),
@@ -110,12 +126,17 @@ fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEv
             batches: Mutex::new(Vec::new()),
             delivery: delivery(max_batch),
             window: Duration::from_secs(7 * 86_400),
+            delay: Duration::ZERO,
+            open: AtomicUsize::new(0),
+            max_open: AtomicUsize::new(0),
+            sent: Mutex::default(),
         }),
         lane,
         ledger: Arc::new(Mutex::new(spool.ledger().unwrap())),
         limiter: Arc::new(Limiter::new(NonZeroU32::new(1000).unwrap())),
         metrics: Arc::new(Metrics::default()),
         unrecorded: Mutex::default(),
+        in_flight: Mutex::default(),
     };
     Setup {
         lane,
@@ -440,4 +461,64 @@ async fn the_batched_lane_counts_a_filling_batch_without_reading_it() {
     // fourth waits for its age limit.
     assert!(matches!(drain(&s.lane).await, Next::Until(_)));
     assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![3]);
+}
+
+/// Runs a lane's pipeline until it has nothing more to do at once.
+async fn pipeline(lane: &Arc<Lane<Fake>>) -> Next {
+    let mut flights = Flights::new();
+    loop {
+        match lane.pipeline(&mut flights).await.unwrap() {
+            Next::More => continue,
+            other => {
+                assert!(flights.is_empty(), "every request landed");
+                return other;
+            }
+        }
+    }
+}
+
+fn slow_lane(answer: Attempt, n: usize) -> (Arc<Lane<Fake>>, Spool, tempfile::TempDir) {
+    let ids: Vec<String> = (1..=n).map(|i| format!("purchase-ok-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut s = setup(answer, LaneKind::RealTime, 1, &purchases(&ids));
+    Arc::get_mut(&mut s.lane.dest).unwrap().delay = Duration::from_millis(20);
+    (Arc::new(s.lane), s.spool, s._dir)
+}
+
+#[tokio::test]
+async fn requests_overlap_and_no_event_is_in_two() {
+    let (lane, spool, _dir) = slow_lane(Attempt::DELIVERED, 7);
+    assert_eq!(pipeline(&lane).await, Next::Wait);
+    // Two requests were open at once, never more, and each event went once.
+    assert_eq!(lane.dest.max_open.load(Ordering::SeqCst), IN_FLIGHT);
+    let mut sent = lane.dest.sent.lock().unwrap().clone();
+    sent.sort();
+    let want: Vec<String> = (1..=7).map(|i| format!("purchase-ok-{i}")).collect();
+    assert_eq!(sent, want);
+    let counts = spool.ledger().unwrap().counts("fake").unwrap();
+    assert_eq!((counts.delivered, counts.pending), (7, 0));
+    assert!(lane.in_flight.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_request_stops_the_pipeline_after_those_in_flight() {
+    let answer = Attempt::Transient {
+        reason: "HTTP 503".into(),
+    };
+    let (lane, spool, _dir) = slow_lane(answer, 6);
+    assert_eq!(pipeline(&lane).await, Next::Wait);
+    // The two requests already open landed; no third was started.
+    let sent = lane.dest.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), IN_FLIGHT, "{sent:?}");
+    assert_ne!(sent[0], sent[1]);
+    let ledger = spool.ledger().unwrap();
+    assert_eq!(ledger.counts("fake").unwrap().pending, 6);
+    // Those two wait for their retry; the other four are due now.
+    let due = ledger
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap();
+    assert_eq!(due.len(), 4);
+    assert!(due
+        .iter()
+        .all(|p| !sent.contains(&p.event.event_id.as_str().to_owned())));
 }
