@@ -298,21 +298,20 @@ impl<D: Destination> Lane<D> {
             }
         }
         // Events in flight or delivered-but-unrecorded are still pending in
-        // the ledger: read past them.
-        let skip = {
+        // the ledger: read past them. One snapshot is enough: a request in
+        // flight adds to `unrecorded` only events that are in `in_flight`,
+        // and only this loop takes events out of `in_flight`.
+        let excluded: HashSet<i64> = {
             let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
             let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            unrecorded.seqs.len() + in_flight.len()
+            unrecorded.seqs.union(&in_flight).copied().collect()
         };
+        let skip = excluded.len();
         let mut due = with_ledger(&self.ledger, move |l| {
             l.pending(name, kind, now_ms, limit + skip)
         })
         .await?;
-        {
-            let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
-            let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            due.retain(|p| !unrecorded.seqs.contains(&p.seq) && !in_flight.contains(&p.seq));
-        }
+        due.retain(|p| !excluded.contains(&p.seq));
         due.truncate(limit);
         if due.is_empty() {
             return Ok(Prepared::Next(Next::Wait));

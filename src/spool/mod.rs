@@ -679,8 +679,7 @@ mod tests {
         assert_eq!(spool.lanes_waiting.load(Ordering::Acquire), 0);
     }
 
-    /// The lanes' reads must use the partial indexes: a full scan of every
-    /// delivery ever made would slow delivery as the spool grows.
+    /// Lanes' connections: no fsync wait, no WAL copy, a small page cache.
     #[test]
     fn lanes_connections_are_lighter_than_the_others() {
         let dir = tempfile::tempdir().unwrap();
@@ -695,6 +694,8 @@ mod tests {
         assert_eq!(other.pragma("synchronous"), 2);
     }
 
+    /// The lanes' reads must use the partial indexes: a full scan of every
+    /// delivery ever made would slow delivery as the spool grows.
     #[test]
     fn pending_reads_use_the_partial_indexes() {
         let dir = tempfile::tempdir().unwrap();
