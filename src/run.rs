@@ -119,7 +119,7 @@ pub async fn run(
     }
     // Only destinations enabled now get ledger rows for new events; events
     // spooled before a destination was enabled reach it through replay.
-    writer.set_destinations(targets);
+    writer.set_destinations(targets)?;
     let admin = crate::admin::spawn(&config, spool.clone(), metrics.clone(), stop_rx.clone())
         .await
         .map_err(|source| RunError::Admin {

@@ -214,7 +214,7 @@ pub async fn run(
 
     // 2. The rule tables, row by row, as inserts; resumable per table.
     let mut writer = spool.writer()?;
-    writer.set_destinations(destinations);
+    writer.set_destinations(destinations)?;
     let check = spool.ledger()?;
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut windows: BTreeMap<(String, String), u64> = BTreeMap::new();

@@ -178,7 +178,12 @@ pub async fn run<D: Destination>(
             ),
             Next::Wait => {
                 let kind = lane.lane;
-                match with_ledger(&lane.ledger, move |l| l.next_due_ms(name, kind)).await {
+                match with_ledger(&lane.ledger, move |l| {
+                    l.save_moved_cursors()?;
+                    l.next_due_ms(name, kind)
+                })
+                .await
+                {
                     Ok(Some(due)) => Duration::from_millis(
                         (due - Ledger::now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                     ),
@@ -352,8 +357,9 @@ impl<D: Destination> Lane<D> {
         }
         for (seq, until) in held {
             let reason = "held: Google accepts uploads to a new conversion action 6 hours after its creation".to_owned();
+            let lane = self.lane;
             with_ledger(&self.ledger, move |l| {
-                l.retry_later(name, &[seq], until, &reason, false)
+                l.retry_later(name, lane, &[seq], until, &reason, false)
             })
             .await?;
         }
@@ -502,9 +508,17 @@ impl<D: Destination> Lane<D> {
         }
         let name = self.dest.name();
         let recorded = pending.len();
+        let lane = self.lane;
         with_ledger(&self.ledger, move |l| {
             for (seqs, note) in &pending {
-                l.finish(name, seqs, DeliveryState::Delivered, note.as_deref(), true)?;
+                l.finish(
+                    name,
+                    lane,
+                    seqs,
+                    DeliveryState::Delivered,
+                    note.as_deref(),
+                    true,
+                )?;
             }
             Ok(())
         })
@@ -571,9 +585,10 @@ impl<D: Destination> Lane<D> {
         if let Some(first) = retry.iter().map(|(_, t)| *t).min() {
             tracing::warn!(destination = name, events = retry.len(), retry_in_ms = first - now_ms, reason = %reason, "delivery failed; will retry");
             let reason = reason.to_owned();
+            let lane = self.lane;
             with_ledger(&self.ledger, move |l| {
                 for (seq, at) in retry {
-                    l.retry_later(name, &[seq], at, &reason, true)?;
+                    l.retry_later(name, lane, &[seq], at, &reason, true)?;
                 }
                 Ok(())
             })
@@ -599,8 +614,9 @@ impl<D: Destination> Lane<D> {
         let not_before = Ledger::now_ms() + delay.as_millis() as i64;
         let name = self.dest.name();
         let reason = reason.to_owned();
+        let lane = self.lane;
         with_ledger(&self.ledger, move |l| {
-            l.retry_later(name, &seqs, not_before, &reason, false)
+            l.retry_later(name, lane, &seqs, not_before, &reason, false)
         })
         .await
     }
@@ -613,8 +629,9 @@ impl<D: Destination> Lane<D> {
         attempted: bool,
     ) -> Result<(), SpoolError> {
         let name = self.dest.name();
+        let lane = self.lane;
         with_ledger(&self.ledger, move |l| {
-            l.finish(name, &seqs, state, reason.as_deref(), attempted)
+            l.finish(name, lane, &seqs, state, reason.as_deref(), attempted)
         })
         .await
     }

@@ -1,8 +1,16 @@
 //! The delivery side of the spool: each destination's ledger of events.
 //!
-//! Lanes read pending events in spool order and record one outcome per
-//! attempt. State moves `pending → delivered | dead | skipped`; a retry keeps
-//! it `pending` with a later `not_before` and one more attempt.
+//! An event routed to a lane (`events.routes`) is pending there from the
+//! moment it is spooled. Its ledger row is written by the lane with its first
+//! outcome: delivered, dead or skipped, or pending again with a later
+//! `not_before` and one more attempt. A lane therefore reads two kinds of
+//! pending event, in spool order: rows still pending (retries, replays, and
+//! rows written before schema version 4), and routed events that have no row
+//! yet, read past the lane's cursor.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -22,13 +30,13 @@ macro_rules! due_pending {
     };
 }
 
-/// Due pending events of one destination, with their payloads.
+/// Due pending rows of one lane, with their payloads.
 pub(super) const PENDING_SQL: &str = concat!(
     "SELECT d.seq, d.attempts, e.spooled_at_ms, e.event_id, e.payload ",
     due_pending!()
 );
 
-/// How many of those events are due (up to a limit) and when the oldest was
+/// How many of those rows are due (up to a limit) and when the oldest was
 /// spooled, without reading a payload: a batched lane asks this on every
 /// wake, and reading (and parsing) a growing batch on every commit cost
 /// more than sending it.
@@ -37,6 +45,44 @@ pub(super) const PENDING_SUMMARY_SQL: &str = concat!(
     due_pending!(),
     ")"
 );
+
+/// Events routed to one lane that have no ledger row yet, in spool order:
+/// seq in (?1, ?2], routed when `(routes >> ?3) & 3 = ?4`, ?5 destination,
+/// up to ?6. The range walks the events' primary key; each candidate costs
+/// one probe of the ledger's.
+macro_rules! rowless {
+    () => {
+        "FROM events e
+         WHERE e.seq > ?1 AND e.seq <= ?2 AND (e.routes >> ?3) & 3 = ?4
+           AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.destination = ?5 AND d.seq = e.seq)
+         ORDER BY e.seq LIMIT ?6"
+    };
+}
+
+/// Row-less events of one lane, with their payloads.
+pub(super) const ROWLESS_SQL: &str = concat!(
+    "SELECT e.seq, e.spooled_at_ms, e.event_id, e.payload ",
+    rowless!()
+);
+
+/// How many row-less events one lane has (up to a limit), the first one's
+/// seq and the oldest spool time.
+pub(super) const ROWLESS_SUMMARY_SQL: &str = concat!(
+    "SELECT count(*), MIN(seq), MIN(spooled_at_ms) FROM (SELECT e.seq, e.spooled_at_ms ",
+    rowless!(),
+    ")"
+);
+
+/// Where a lane's reads of row-less events start when it has no stored
+/// cursor: past the events of spools older than version 4 (all of which
+/// have rows), else the beginning.
+const STORED_CURSOR_SQL: &str = "SELECT COALESCE(
+    (SELECT seq FROM lane_cursors WHERE destination = ?1 AND lane = ?2),
+    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rowless_from_seq'),
+    0)";
+
+/// How often, at most, an idle lane stores a cursor that moved.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The earliest retry time among pending events of one destination.
 pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(not_before_ms) FROM deliveries INDEXED BY deliveries_pending_lane_due WHERE destination = ?1 AND lane = ?2 AND state = 'pending'";
@@ -203,11 +249,38 @@ pub struct Outcome {
 pub struct Ledger {
     spool: Spool,
     conn: Connection,
+    /// What this connection knows of each lane's cursor.
+    cursors: RefCell<HashMap<(String, LaneKind), Cursor>>,
+    /// Destinations' slots in `events.routes` (only found ones: a
+    /// destination is registered by the writer, maybe after a lane starts).
+    slots: RefCell<HashMap<String, u32>>,
+    /// When this connection last stored cursors outside an outcome.
+    cursors_saved_at: Option<Instant>,
+}
+
+/// One lane's cursor: every event routed to it at or below `read_from` has
+/// a ledger row, and `saved` is what `lane_cursors` holds.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    read_from: i64,
+    saved: i64,
+}
+
+/// A lane's due pending events, or just how many and how old.
+enum Read {
+    Events(Vec<PendingEvent>),
+    Summary(usize, Option<i64>),
 }
 
 impl Ledger {
     pub(super) fn new(spool: Spool, conn: Connection) -> Ledger {
-        Ledger { spool, conn }
+        Ledger {
+            spool,
+            conn,
+            cursors: RefCell::default(),
+            slots: RefCell::default(),
+            cursors_saved_at: None,
+        }
     }
 
     /// A pragma's value on this connection (tests of the settings).
@@ -222,8 +295,130 @@ impl Ledger {
         self.spool.err(e)
     }
 
+    fn corrupt(&self, record: String, source: serde_json::Error) -> SpoolError {
+        SpoolError::Corrupt {
+            path: self.spool.path.clone(),
+            record,
+            source,
+        }
+    }
+
+    /// `destination`'s slot in `events.routes`; `None` until the writer
+    /// has routed an event (or anything) to it.
+    fn slot(&self, destination: &str) -> Result<Option<u32>> {
+        if let Some(slot) = self.slots.borrow().get(destination) {
+            return Ok(Some(*slot));
+        }
+        let slot =
+            super::destination_slot(&self.conn, destination, false).map_err(|e| self.err(e))?;
+        if let Some(slot) = slot {
+            self.slots.borrow_mut().insert(destination.to_owned(), slot);
+        }
+        Ok(slot)
+    }
+
+    /// Where reads of `lane`'s row-less events start.
+    fn cursor(&self, destination: &str, lane: LaneKind) -> Result<i64> {
+        let key = (destination.to_owned(), lane);
+        if let Some(c) = self.cursors.borrow().get(&key) {
+            return Ok(c.read_from);
+        }
+        let stored: i64 = self
+            .conn
+            .prepare_cached(STORED_CURSOR_SQL)
+            .and_then(|mut s| s.query_row(params![destination, lane.as_str()], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        self.cursors.borrow_mut().insert(
+            key,
+            Cursor {
+                read_from: stored,
+                saved: stored,
+            },
+        );
+        Ok(stored)
+    }
+
+    /// Moves `lane`'s cursor to `to` (never back): a read found that every
+    /// routed event up to `to` has a row. Rows are never deleted without
+    /// their event, and new events get larger seqs, so that stays true.
+    fn advance(&self, destination: &str, lane: LaneKind, to: i64) {
+        if let Some(c) = self
+            .cursors
+            .borrow_mut()
+            .get_mut(&(destination.to_owned(), lane))
+        {
+            c.read_from = c.read_from.max(to);
+        }
+    }
+
+    /// Stores the cursors of `destination`'s lanes that moved, inside `tx`;
+    /// returns them, to mark as saved once `tx` commits.
+    fn store_cursors(
+        &self,
+        tx: &Connection,
+        destination: Option<&str>,
+    ) -> Result<Vec<((String, LaneKind), i64)>> {
+        let moved: Vec<((String, LaneKind), i64)> = self
+            .cursors
+            .borrow()
+            .iter()
+            .filter(|((d, _), c)| c.read_from > c.saved && destination.is_none_or(|want| want == d))
+            .map(|(k, c)| (k.clone(), c.read_from))
+            .collect();
+        if !moved.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO lane_cursors (destination, lane, seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (destination, lane) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                )
+                .map_err(|e| self.err(e))?;
+            for ((d, lane), seq) in &moved {
+                stmt.execute(params![d, lane.as_str(), seq])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(moved)
+    }
+
+    fn cursors_saved(&self, saved: Vec<((String, LaneKind), i64)>) {
+        let mut cursors = self.cursors.borrow_mut();
+        for (key, seq) in saved {
+            if let Some(c) = cursors.get_mut(&key) {
+                c.saved = c.saved.max(seq);
+            }
+        }
+    }
+
+    /// Stores cursors that moved while nothing was recorded (a lane whose
+    /// kinds are all sent by the other lane reads but never writes), at
+    /// most every [`CURSOR_SAVE_EVERY`], so a restart and `status` start
+    /// their reads near the end.
+    pub fn save_moved_cursors(&mut self) -> Result<()> {
+        if self
+            .cursors_saved_at
+            .is_some_and(|t| t.elapsed() < CURSOR_SAVE_EVERY)
+            || !self
+                .cursors
+                .borrow()
+                .values()
+                .any(|c| c.read_from > c.saved)
+        {
+            return Ok(());
+        }
+        self.cursors_saved_at = Some(Instant::now());
+        let _turn = self.spool.lane_turn();
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.spool.err(e))?;
+        let saved = self.store_cursors(&tx, None)?;
+        tx.commit().map_err(|e| self.spool.err(e))?;
+        self.cursors_saved(saved);
+        Ok(())
+    }
+
     /// Up to `limit` pending events of one lane of `destination` that are
-    /// due at `now_ms`.
+    /// due at `now_ms`, in spool order.
     pub fn pending(
         &self,
         destination: &str,
@@ -231,40 +426,10 @@ impl Ledger {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<PendingEvent>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(PENDING_SQL)
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(
-                params![destination, now_ms, limit as i64, lane.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
-            )
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, attempts, spooled_at_ms, event_id, payload) = row.map_err(|e| self.err(e))?;
-            let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
-                path: self.spool.path.clone(),
-                record: format!("event {event_id}"),
-                source,
-            })?;
-            out.push(PendingEvent {
-                seq,
-                attempts,
-                spooled_at_ms,
-                event,
-            });
+        match self.read(destination, lane, now_ms, limit, false)? {
+            Read::Events(events) => Ok(events),
+            Read::Summary(..) => unreachable!("asked for events"),
         }
-        Ok(out)
     }
 
     /// How many pending events of one lane are due at `now_ms` (counting at
@@ -277,15 +442,101 @@ impl Ledger {
         now_ms: i64,
         limit: usize,
     ) -> Result<(usize, Option<i64>)> {
-        self.conn
-            .prepare_cached(PENDING_SUMMARY_SQL)
+        match self.read(destination, lane, now_ms, limit, true)? {
+            Read::Summary(n, oldest) => Ok((n, oldest)),
+            Read::Events(_) => unreachable!("asked for a summary"),
+        }
+    }
+
+    /// Both kinds of pending event of one lane from one snapshot: due rows,
+    /// and routed events without a row past the lane's cursor (which moves
+    /// up to the first of those, or to the end when there is none).
+    fn read(
+        &self,
+        destination: &str,
+        lane: LaneKind,
+        now_ms: i64,
+        limit: usize,
+        summary: bool,
+    ) -> Result<Read> {
+        let slot = self.slot(destination)?;
+        let from = self.cursor(destination, lane)?;
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let end: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        let want = if lane == LaneKind::Batched { 3 } else { 1 };
+        let lim = limit as i64;
+        if summary {
+            let (mut n, mut oldest) = tx
+                .prepare_cached(PENDING_SUMMARY_SQL)
+                .and_then(|mut s| {
+                    s.query_row(params![destination, now_ms, lim, lane.as_str()], |r| {
+                        Ok((r.get::<_, i64>(0)? as usize, r.get::<_, Option<i64>>(1)?))
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            if let Some(slot) = slot {
+                let (m, first, old): (i64, Option<i64>, Option<i64>) = tx
+                    .prepare_cached(ROWLESS_SUMMARY_SQL)
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![from, end, 2 * i64::from(slot), want, destination, lim],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                    })
+                    .map_err(|e| self.err(e))?;
+                self.advance(destination, lane, first.map_or(end, |f| f - 1));
+                n = (n + m as usize).min(limit);
+                oldest = match (oldest, old) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            return Ok(Read::Summary(n, oldest));
+        }
+        let mut raw: Vec<(i64, u32, i64, String, String)> = tx
+            .prepare_cached(PENDING_SQL)
             .and_then(|mut s| {
-                s.query_row(
-                    params![destination, now_ms, limit as i64, lane.as_str()],
-                    |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, Option<i64>>(1)?)),
-                )
+                s.query_map(params![destination, now_ms, lim, lane.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if let Some(slot) = slot {
+            let fresh: Vec<(i64, u32, i64, String, String)> = tx
+                .prepare_cached(ROWLESS_SQL)
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![from, end, 2 * i64::from(slot), want, destination, lim],
+                        |r| Ok((r.get(0)?, 0, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|e| self.err(e))?;
+            self.advance(destination, lane, fresh.first().map_or(end, |f| f.0 - 1));
+            if !fresh.is_empty() {
+                raw.extend(fresh);
+                raw.sort_unstable_by_key(|r| r.0);
+                raw.dedup_by_key(|r| r.0);
+                raw.truncate(limit);
+            }
+        }
+        drop(tx);
+        let mut out = Vec::with_capacity(raw.len());
+        for (seq, attempts, spooled_at_ms, event_id, payload) in raw {
+            let event = serde_json::from_str(&payload)
+                .map_err(|source| self.corrupt(format!("event {event_id}"), source))?;
+            out.push(PendingEvent {
+                seq,
+                attempts,
+                spooled_at_ms,
+                event,
+            });
+        }
+        Ok(Read::Events(out))
     }
 
     /// The earliest `not_before` among one lane's pending events, if any.
@@ -295,58 +546,72 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Records a final outcome for `seqs` (one attempt each when `attempted`).
+    /// Records a final outcome of `lane` for `seqs` (one attempt each when
+    /// `attempted`), writing their ledger rows if they have none yet.
     pub fn finish(
         &mut self,
         destination: &str,
+        lane: LaneKind,
         seqs: &[i64],
         state: DeliveryState,
         reason: Option<&str>,
         attempted: bool,
     ) -> Result<()> {
         self.update_each(
-            "UPDATE deliveries SET state = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
-             WHERE destination = ?1 AND seq = ?2",
-            destination,
+            "INSERT INTO deliveries (destination, seq, state, lane, attempts, reason, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?7, ?5, ?4, ?6)
+             ON CONFLICT (destination, seq) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+                 attempts = attempts + excluded.attempts, updated_at_ms = excluded.updated_at_ms",
+            (destination, lane),
             seqs,
             (state.as_str(), reason, attempted),
             state != DeliveryState::Delivered,
         )
     }
 
-    /// Keeps `seqs` pending until `not_before_ms`, counting an attempt when
-    /// `count_attempt`.
+    /// Keeps `seqs` pending in `lane` until `not_before_ms`, counting an
+    /// attempt when `count_attempt` (a row settled meanwhile stays settled).
     pub fn retry_later(
         &mut self,
         destination: &str,
+        lane: LaneKind,
         seqs: &[i64],
         not_before_ms: i64,
         reason: &str,
         count_attempt: bool,
     ) -> Result<()> {
         self.update_each(
-            "UPDATE deliveries SET not_before_ms = ?3, reason = ?4, attempts = attempts + ?5, updated_at_ms = ?6
-             WHERE destination = ?1 AND seq = ?2 AND state = 'pending'",
-            destination,
+            "INSERT INTO deliveries (destination, seq, state, lane, attempts, not_before_ms, reason, updated_at_ms)
+             VALUES (?1, ?2, 'pending', ?7, ?5, ?3, ?4, ?6)
+             ON CONFLICT (destination, seq) DO UPDATE SET not_before_ms = excluded.not_before_ms,
+                 reason = excluded.reason, attempts = attempts + excluded.attempts,
+                 updated_at_ms = excluded.updated_at_ms
+             WHERE state = 'pending'",
+            (destination, lane),
             seqs,
             (not_before_ms, Some(reason), count_attempt),
             true,
         )
     }
 
-    /// Runs `sql` once per seq in one transaction. Parameters: ?1 destination,
-    /// ?2 seq, ?3 the new value, ?4 reason, ?5 attempts to add, ?6 now.
+    /// Runs `sql` once per seq in one transaction, with the cursors of the
+    /// destination's lanes that moved. Parameters: ?1 destination, ?2 seq,
+    /// ?3 the new value, ?4 reason, ?5 attempts to add, ?6 now, ?7 lane.
     fn update_each(
         &mut self,
         sql: &str,
-        destination: &str,
+        (destination, lane): (&str, LaneKind),
         seqs: &[i64],
         (value, reason, attempted): (impl rusqlite::ToSql, Option<&str>, bool),
         log: bool,
     ) -> Result<()> {
         let _turn = self.spool.lane_turn();
-        let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
-        {
+        // Unchecked: `&self` stays usable for the cursors; nothing nests.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.spool.err(e))?;
+        let saved = {
             let mut stmt = tx.prepare_cached(sql).map_err(|e| self.spool.err(e))?;
             let now = now_ms();
             for seq in seqs {
@@ -356,7 +621,8 @@ impl Ledger {
                     value,
                     reason,
                     i64::from(attempted),
-                    now
+                    now,
+                    lane.as_str()
                 ])
                 .map_err(|e| self.spool.err(e))?;
             }
@@ -372,8 +638,11 @@ impl Ledger {
                         .map_err(|e| self.spool.err(e))?;
                 }
             }
-        }
-        tx.commit().map_err(|e| self.spool.err(e))
+            self.store_cursors(&tx, Some(destination))?
+        };
+        tx.commit().map_err(|e| self.spool.err(e))?;
+        self.cursors_saved(saved);
+        Ok(())
     }
 
     /// The logged answers of one event at `destination`, oldest first:
@@ -427,7 +696,52 @@ impl Ledger {
                 _ => {}
             }
         }
+        drop(stmt);
+        counts.pending += self.rowless_by_kind(destination)?.values().sum::<u64>();
         Ok(counts)
+    }
+
+    /// Per kind, events routed to `destination` (either lane) that have no
+    /// ledger row yet: pending, and not yet read by a lane.
+    fn rowless_by_kind(
+        &self,
+        destination: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>> {
+        let Some(slot) = self.slot(destination)? else {
+            return Ok(Default::default());
+        };
+        let from = self
+            .cursor(destination, LaneKind::RealTime)?
+            .min(self.cursor(destination, LaneKind::Batched)?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.kind, COUNT(*) FROM events e
+                 WHERE e.seq > ?1 AND (e.routes >> ?2) & 1 = 1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.destination = ?3 AND d.seq = e.seq)
+                 GROUP BY e.kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from, 2 * i64::from(slot), destination], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// Destinations events were ever routed to.
+    fn routed_destinations(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM destinations ORDER BY slot")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Dead-lettered and skipped events for `destination`, newest first.
@@ -590,6 +904,16 @@ impl Ledger {
                 _ => c.skipped += n,
             }
         }
+        for dest in self.routed_destinations()? {
+            for (kind, n) in self.rowless_by_kind(&dest)? {
+                out.destinations
+                    .entry(dest.clone())
+                    .or_default()
+                    .entry(kind)
+                    .or_default()
+                    .pending += n;
+            }
+        }
         Ok(out)
     }
 
@@ -655,7 +979,8 @@ impl Ledger {
         tx.commit().map_err(|e| self.spool.err(e))
     }
 
-    /// Where `seqs` stand for `destination`: (kind, state, reason) per event.
+    /// Where `seqs` stand for `destination`: (kind, state, reason) per event
+    /// (pending while no lane has recorded an outcome).
     pub fn states_of(
         &self,
         destination: &str,
@@ -665,8 +990,9 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT e.kind, d.state, d.reason FROM deliveries d JOIN events e ON e.seq = d.seq
-                 WHERE d.destination = ?1 AND d.seq = ?2",
+                "SELECT e.kind, COALESCE(d.state, 'pending'), d.reason FROM events e
+                 LEFT JOIN deliveries d ON d.destination = ?1 AND d.seq = e.seq
+                 WHERE e.seq = ?2",
             )
             .map_err(|e| self.err(e))?;
         for seq in seqs {
@@ -681,7 +1007,8 @@ impl Ledger {
     }
 
     /// Deletes up to `limit` events spooled before `before_ms` whose
-    /// deliveries are all settled (none pending), with their ledger rows;
+    /// deliveries are all settled (none pending, and a row for every
+    /// destination they were routed to), with their ledger rows;
     /// returns how many events went.
     pub fn prune_events(&mut self, before_ms: i64, limit: usize) -> Result<usize> {
         let tx = self.conn.transaction().map_err(|e| self.spool.err(e))?;
@@ -691,6 +1018,8 @@ impl Ledger {
                     .prepare_cached(
                         "SELECT e.seq FROM events e WHERE e.spooled_at_ms < ?1
                          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = e.seq AND d.state = 'pending')
+                         AND NOT EXISTS (SELECT 1 FROM destinations t WHERE (e.routes >> (2 * t.slot)) & 1 = 1
+                             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.destination = t.name AND d.seq = e.seq))
                          ORDER BY e.seq LIMIT ?2",
                     )
                     .map_err(|e| self.spool.err(e))?;
@@ -742,8 +1071,9 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Recent ledger rows of `destination` (events spooled since
-    /// `since_ms`, newest first): state, last update (ms) and the event.
+    /// Recent events of `destination` (spooled since `since_ms`, newest
+    /// first): state, last update (ms; the spool time while no lane has
+    /// recorded an outcome) and the event.
     pub fn recent_deliveries(
         &self,
         destination: &str,
@@ -753,12 +1083,16 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT d.state, d.updated_at_ms, e.payload, e.event_id FROM deliveries d JOIN events e ON e.seq = d.seq
-                 WHERE d.destination = ?1 AND e.spooled_at_ms >= ?2 ORDER BY d.seq DESC LIMIT ?3",
+                "SELECT COALESCE(d.state, 'pending'), COALESCE(d.updated_at_ms, e.spooled_at_ms), e.payload, e.event_id
+                 FROM events e LEFT JOIN deliveries d ON d.destination = ?1 AND d.seq = e.seq
+                 WHERE e.spooled_at_ms >= ?2 AND (d.seq IS NOT NULL OR (e.routes >> ?4) & 1 = 1)
+                 ORDER BY e.seq DESC LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
+        // NULL when nothing was ever routed there: then only rows count.
+        let shift = self.slot(destination)?.map(|s| 2 * i64::from(s));
         let rows = stmt
-            .query_map(params![destination, since_ms, limit as i64], |r| {
+            .query_map(params![destination, since_ms, limit as i64, shift], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
@@ -783,13 +1117,18 @@ impl Ledger {
     /// Events of `kind` spooled for `destination` in the last hour, and in
     /// the same hour a week earlier.
     pub fn per_hour(&self, destination: &str, kind: &str, now_ms: i64) -> Result<HourlyCount> {
+        let shift = self.slot(destination)?.map(|s| 2 * i64::from(s));
         let count = |from: i64, to: i64| -> Result<u64> {
             self.conn
                 .prepare_cached(
-                    "SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.seq
-                     WHERE d.destination = ?1 AND e.kind = ?2 AND e.spooled_at_ms >= ?3 AND e.spooled_at_ms < ?4",
+                    "SELECT count(*) FROM events e
+                     WHERE e.kind = ?2 AND e.spooled_at_ms >= ?3 AND e.spooled_at_ms < ?4
+                       AND ((e.routes >> ?5) & 1 = 1
+                            OR EXISTS (SELECT 1 FROM deliveries d WHERE d.destination = ?1 AND d.seq = e.seq))",
                 )
-                .and_then(|mut s| s.query_row(params![destination, kind, from, to], |r| r.get(0)))
+                .and_then(|mut s| {
+                    s.query_row(params![destination, kind, from, to, shift], |r| r.get(0))
+                })
                 .map_err(|e| self.err(e))
         };
         const HOUR: i64 = 3_600_000;
@@ -804,16 +1143,16 @@ impl Ledger {
     /// (name, state, attempts, last answer or receipt, last change ms, lane,
     /// not_before ms).
     pub fn event_story(&self, event_id: &str) -> Result<Option<(BusinessEvent, Vec<LedgerRow>)>> {
-        let row: Option<(i64, String)> = self
+        let row: Option<(i64, String, Option<i64>, i64)> = self
             .conn
             .query_row(
-                "SELECT seq, payload FROM events WHERE event_id = ?1",
+                "SELECT seq, payload, routes, spooled_at_ms FROM events WHERE event_id = ?1",
                 [event_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((seq, payload)) = row else {
+        let Some((seq, payload, routes, spooled_at_ms)) = row else {
             return Ok(None);
         };
         let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
@@ -837,8 +1176,34 @@ impl Ledger {
                     not_before_ms: r.get(6)?,
                 })
             })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<LedgerRow>>>())
             .map_err(|e| self.err(e))?;
+        drop(stmt);
+        // Routed destinations whose lane has not recorded anything yet.
+        let mut rows = rows;
+        for dest in self.routed_destinations()? {
+            let Some(slot) = self.slot(&dest)? else {
+                continue;
+            };
+            let bits = routes.unwrap_or(0) >> (2 * slot);
+            if bits & 1 == 1 && !rows.iter().any(|r| r.destination == dest) {
+                let lane = if bits & 2 == 2 {
+                    LaneKind::Batched
+                } else {
+                    LaneKind::RealTime
+                };
+                rows.push(LedgerRow {
+                    destination: dest,
+                    state: DeliveryState::Pending.as_str().to_owned(),
+                    attempts: 0,
+                    reason: None,
+                    updated_at_ms: spooled_at_ms,
+                    lane: lane.as_str().to_owned(),
+                    not_before_ms: 0,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.destination.cmp(&b.destination));
         Ok(Some((event, rows)))
     }
 

@@ -11,8 +11,12 @@
 //!   of what is stored, and nothing stored is ever behind the checkpoint.
 //! - The checkpoint only moves forward, and only on transaction boundaries
 //!   (or to an idle keepalive position when nothing is in flight).
-//! - An event is stored once per `event_id`; each destination has exactly one
-//!   ledger row per event, whose state ends as delivered, dead or skipped.
+//! - An event is stored once per `event_id`, with the lanes it is routed to
+//!   (`events.routes`). A lane writes an event's ledger row when it records
+//!   the event's first outcome; until then the event is pending without a
+//!   row. Each routed destination's row ends as delivered, dead or skipped.
+//! - Sequence numbers only grow (`AUTOINCREMENT`), so a lane's cursor (all
+//!   its events at or below it have rows) stays true as events arrive.
 //! - `synchronous = FULL`: a commit that returned survives power loss, which
 //!   is what acknowledging the LSN to PostgreSQL promises.
 //! - No raw PII is ever written here (events carry hashes only).
@@ -39,7 +43,7 @@ pub use writer::{LedgerTarget, SpoolWriter};
 use crate::lsn::Lsn;
 
 /// Schema version written to `meta`; bump with a migration.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Prepared statements kept per connection (see `connect`).
 const STATEMENT_CACHE: usize = 64;
@@ -111,6 +115,14 @@ pub enum SpoolError {
         /// The spool file.
         path: PathBuf,
     },
+    /// `events.routes` has room for this many destinations only.
+    #[error("spool {path}: destination {name} does not fit: a spool routes events to at most {MAX_DESTINATIONS} destinations over its life; start a new spool.path")]
+    TooManyDestinations {
+        /// The spool file.
+        path: PathBuf,
+        /// The destination that did not fit.
+        name: String,
+    },
     /// The file was written by a newer capi-cdc.
     #[error("spool {path}: schema version {found} is newer than this capi-cdc understands ({SCHEMA_VERSION}); upgrade capi-cdc")]
     TooNew {
@@ -176,9 +188,28 @@ CREATE TABLE IF NOT EXISTS events (
     commit_lsn    INTEGER NOT NULL,
     event_time_s  INTEGER NOT NULL,
     payload       TEXT NOT NULL,
-    spooled_at_ms INTEGER NOT NULL
+    spooled_at_ms INTEGER NOT NULL,
+    routes        INTEGER
 );
--- Per destination: where each event stands.
+-- events.routes: the lanes an event goes to. Per destination slot s, bit 2s
+-- = routed, bit 2s+1 = batched lane. NULL: spooled before version 4, with a
+-- ledger row per destination written at once.
+-- Destinations in the order they were first enabled; `slot` numbers their
+-- bits in `events.routes`.
+CREATE TABLE IF NOT EXISTS destinations (
+    name TEXT PRIMARY KEY,
+    slot INTEGER NOT NULL UNIQUE
+);
+-- Per lane: every event routed to it with seq <= `seq` has a ledger row, so
+-- its reads of events without one start here.
+CREATE TABLE IF NOT EXISTS lane_cursors (
+    destination TEXT NOT NULL,
+    lane        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (destination, lane)
+) WITHOUT ROWID;
+-- Per destination: where each event stands once a lane has recorded an
+-- outcome for it (or a replay asked for it again).
 CREATE TABLE IF NOT EXISTS deliveries (
     destination   TEXT NOT NULL,
     seq           INTEGER NOT NULL REFERENCES events(seq),
@@ -477,6 +508,19 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
              COMMIT;",
         )?;
     }
+    if from < 4 {
+        // Version 3 wrote a pending ledger row per destination with each
+        // event. Those rows stay; lanes look for events without one only
+        // past the newest event spooled so far.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE events ADD COLUMN routes INTEGER;
+             INSERT OR REPLACE INTO meta (key, value)
+                 SELECT 'rowless_from_seq', COALESCE(MAX(seq), 0) FROM events;
+             UPDATE meta SET value = '4' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -492,6 +536,43 @@ fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Lsn>> {
     })
     .optional()
     .map(|v| v.map(|v| Lsn(v as u64)))
+}
+
+/// Destinations one spool can route to: two bits each in `events.routes`.
+pub(crate) const MAX_DESTINATIONS: u32 = 31;
+
+/// `destination`'s slot in `events.routes`, registering it (in the next free
+/// slot) when `register` is set and it has none.
+fn destination_slot(
+    conn: &Connection,
+    destination: &str,
+    register: bool,
+) -> rusqlite::Result<Option<u32>> {
+    let find = |conn: &Connection| {
+        conn.prepare_cached("SELECT slot FROM destinations WHERE name = ?1")?
+            .query_row([destination], |r| r.get::<_, u32>(0))
+            .optional()
+    };
+    match find(conn)? {
+        Some(slot) => Ok(Some(slot)),
+        None if register => {
+            conn.execute(
+                "INSERT INTO destinations (name, slot)
+                 SELECT ?1, COALESCE(MAX(slot) + 1, 0) FROM destinations WHERE true
+                 ON CONFLICT (name) DO NOTHING",
+                [destination],
+            )?;
+            find(conn)
+        }
+        None => Ok(None),
+    }
+}
+
+/// The bits of `events.routes` that send an event to `lane` of the
+/// destination in `slot`.
+fn route_bits(slot: u32, lane: crate::event::LaneKind) -> i64 {
+    let batched = i64::from(lane == crate::event::LaneKind::Batched);
+    (1 | batched << 1) << (2 * slot)
 }
 
 /// Milliseconds since the Unix epoch, for bookkeeping columns.
@@ -661,13 +742,29 @@ mod tests {
         assert!(second < LANE_TURN_MAX, "second batch waited {second:?}");
         drop(stuck);
         // A lane recording outcomes while a batch holds the lock is counted
-        // as waiting until its write is done.
+        // as waiting until its write is done (its event exists: a ledger
+        // row names a stored event).
+        spool
+            .connect()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO events (seq, event_id, kind, commit_lsn, event_time_s, payload, spooled_at_ms)
+                 VALUES (1, 'e-1', 'k', 1, 1, '{}', 1)",
+            )
+            .unwrap();
         w.apply_state(&note).unwrap();
         let lane_spool = spool.clone();
         let lane = std::thread::spawn(move || {
             let mut l = lane_spool.delivery_ledger().unwrap();
-            l.finish("meta", &[1], ledger::DeliveryState::Delivered, None, true)
-                .unwrap();
+            l.finish(
+                "meta",
+                crate::event::LaneKind::RealTime,
+                &[1],
+                ledger::DeliveryState::Delivered,
+                None,
+                true,
+            )
+            .unwrap();
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while spool.lanes_waiting.load(Ordering::Acquire) == 0 {
@@ -730,5 +827,29 @@ mod tests {
                 .replace("?2", "'batched'"),
         );
         assert!(due.contains("deliveries_pending_lane_due"), "{due}");
+        // Row-less events: a range of the events' primary key past the
+        // cursor, one probe of the ledger's key per candidate.
+        let rowless = |sql: &str| {
+            plan(
+                &sql.replace("?1", "0")
+                    .replace("?2", "100")
+                    .replace("?3", "2")
+                    .replace("?4", "1")
+                    .replace("?5", "'meta'")
+                    .replace("?6", "10"),
+            )
+        };
+        for sql in [ledger::ROWLESS_SQL, ledger::ROWLESS_SUMMARY_SQL] {
+            let p = rowless(sql);
+            assert!(
+                p.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+                "{p}"
+            );
+            assert!(
+                p.contains("SEARCH d USING PRIMARY KEY (destination=? AND seq=?)"),
+                "{p}"
+            );
+            assert!(!p.contains("SCAN e") && !p.contains("SCAN d"), "{p}");
+        }
     }
 }

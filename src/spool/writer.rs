@@ -20,7 +20,8 @@ pub struct SpoolWriter {
     conn: Connection,
     open: bool,
     checkpoint: Option<Lsn>,
-    destinations: Vec<LedgerTarget>,
+    /// Enabled destinations with their slots in `events.routes`.
+    destinations: Vec<(LedgerTarget, u32)>,
     /// Lookup rows read or written, so commits do not re-read them.
     cache: RefCell<LookupCache>,
     /// When waiting lanes were last let in before a batch.
@@ -31,7 +32,7 @@ pub struct SpoolWriter {
 /// lock before its next batch (see `spool::LaneTurn`).
 const LANE_TURN_EVERY: Duration = Duration::from_millis(50);
 
-/// A destination that gets a ledger row for each new event, and its lanes.
+/// A destination each new event is routed to, and its lanes.
 #[derive(Debug, Clone)]
 pub struct LedgerTarget {
     /// Ledger name.
@@ -76,9 +77,24 @@ impl SpoolWriter {
             .map_err(|e| self.err(e))
     }
 
-    /// Destinations that get a ledger row for each new event.
-    pub fn set_destinations(&mut self, destinations: Vec<LedgerTarget>) {
-        self.destinations = destinations;
+    /// Destinations each new event is routed to. Each gets (once, for the
+    /// spool's life) a slot of two bits in `events.routes`.
+    pub fn set_destinations(&mut self, destinations: Vec<LedgerTarget>) -> Result<()> {
+        let mut with_slots = Vec::with_capacity(destinations.len());
+        for dest in destinations {
+            let slot = super::destination_slot(&self.conn, dest.name, true)
+                .map_err(|e| self.err(e))?
+                .expect("registered");
+            if slot >= super::MAX_DESTINATIONS {
+                return Err(SpoolError::TooManyDestinations {
+                    path: self.spool.path.clone(),
+                    name: dest.name.to_owned(),
+                });
+            }
+            with_slots.push((dest, slot));
+        }
+        self.destinations = with_slots;
+        Ok(())
     }
 
     /// The last committed checkpoint.
@@ -111,9 +127,19 @@ impl SpoolWriter {
     }
 
     /// Stores `event` unless one with its `event_id` exists; returns whether
-    /// it was new. New events get a pending ledger row per destination.
+    /// it was new. A new event is routed to each destination's lane for its
+    /// kind, and is pending there until that lane records an outcome.
     pub fn insert_event(&mut self, event: &BusinessEvent) -> Result<bool> {
         self.ensure_open()?;
+        let mut routes: i64 = 0;
+        for (dest, slot) in &self.destinations {
+            let lane = dest
+                .lanes
+                .get(event.kind.as_str())
+                .copied()
+                .unwrap_or(event.lane);
+            routes |= super::route_bits(*slot, lane);
+        }
         let payload = serde_json::to_string(event).map_err(|source| SpoolError::Corrupt {
             path: self.spool.path.clone(),
             record: format!("event {}", event.event_id),
@@ -123,8 +149,8 @@ impl SpoolWriter {
         let mut insert = self
             .conn
             .prepare_cached(
-                "INSERT INTO events (event_id, kind, commit_lsn, event_time_s, payload, spooled_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO events (event_id, kind, commit_lsn, event_time_s, payload, spooled_at_ms, routes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .map_err(|e| self.spool.err(e))?;
@@ -135,7 +161,8 @@ impl SpoolWriter {
                 event.commit_lsn.0 as i64,
                 event.event_time_s,
                 payload,
-                now
+                now,
+                routes
             ])
             .map_err(|e| self.spool.err(e))?;
         drop(insert);
@@ -158,24 +185,6 @@ impl SpoolWriter {
                 )?;
             }
             return Ok(false);
-        }
-        let seq = self.conn.last_insert_rowid();
-        let mut ledger = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO deliveries (destination, seq, state, lane, updated_at_ms)
-                 VALUES (?1, ?2, 'pending', ?3, ?4)",
-            )
-            .map_err(|e| self.spool.err(e))?;
-        for dest in &self.destinations {
-            let lane = dest
-                .lanes
-                .get(event.kind.as_str())
-                .copied()
-                .unwrap_or(event.lane);
-            ledger
-                .execute(params![dest.name, seq, lane.as_str(), now])
-                .map_err(|e| self.spool.err(e))?;
         }
         Ok(true)
     }

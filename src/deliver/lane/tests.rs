@@ -111,10 +111,12 @@ fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEv
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
     let mut writer = spool.writer().unwrap();
-    writer.set_destinations(vec![LedgerTarget {
-        name: "fake",
-        lanes: BTreeMap::new(),
-    }]);
+    writer
+        .set_destinations(vec![LedgerTarget {
+            name: "fake",
+            lanes: BTreeMap::new(),
+        }])
+        .unwrap();
     for e in events {
         writer.insert_event(e).unwrap();
     }
@@ -406,7 +408,9 @@ async fn an_outcome_the_ledger_cannot_record_is_kept_and_never_resent() {
     );
     let conn = rusqlite::Connection::open(s.spool.path()).unwrap();
     conn.execute_batch(
-        "CREATE TRIGGER no_delivered BEFORE UPDATE ON deliveries WHEN NEW.state = 'delivered'
+        "CREATE TRIGGER no_delivered BEFORE INSERT ON deliveries WHEN NEW.state = 'delivered'
+         BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;
+         CREATE TRIGGER no_delivered_update BEFORE UPDATE ON deliveries WHEN NEW.state = 'delivered'
          BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
     )
     .unwrap();
@@ -418,7 +422,8 @@ async fn an_outcome_the_ledger_cannot_record_is_kept_and_never_resent() {
         vec![2],
         "sent once, not once per retry"
     );
-    conn.execute_batch("DROP TRIGGER no_delivered").unwrap();
+    conn.execute_batch("DROP TRIGGER no_delivered; DROP TRIGGER no_delivered_update")
+        .unwrap();
     assert_eq!(drain(&s.lane).await, Next::Wait);
     assert_eq!(
         s.spool.ledger().unwrap().counts("fake").unwrap().delivered,
@@ -521,4 +526,207 @@ async fn a_failed_request_stops_the_pipeline_after_those_in_flight() {
     assert!(due
         .iter()
         .all(|p| !sent.contains(&p.event.event_id.as_str().to_owned())));
+}
+
+/// A version 3 spool (a pending row written with each event) keeps its
+/// rows after the upgrade: the pending one is sent once, the delivered one
+/// never again, and events spooled after the upgrade are read without rows.
+#[tokio::test]
+async fn a_version_3_spool_delivers_its_pending_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.sqlite3");
+    {
+        let spool = Spool::open(&file).unwrap();
+        let mut writer = spool.writer().unwrap();
+        for e in purchases(&["purchase-1", "purchase-2"]) {
+            writer.insert_event(&e).unwrap();
+        }
+        writer.commit(Lsn(10)).unwrap();
+        // What version 3 had: no routes, a ledger row per event at once.
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE events DROP COLUMN routes;
+             INSERT INTO deliveries (destination, seq, state, lane, updated_at_ms)
+                 VALUES ('fake', 1, 'pending', 'real_time', 1), ('fake', 2, 'delivered', 'real_time', 1);
+             UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let spool = Spool::open(&file).unwrap();
+    assert_eq!(
+        spool.meta_value("schema_version").unwrap().as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        spool.meta_value("rowless_from_seq").unwrap().as_deref(),
+        Some("2")
+    );
+    let mut writer = spool.writer().unwrap();
+    writer
+        .set_destinations(vec![LedgerTarget {
+            name: "fake",
+            lanes: BTreeMap::new(),
+        }])
+        .unwrap();
+    writer.insert_event(&purchases(&["purchase-3"])[0]).unwrap();
+    writer.commit(Lsn(20)).unwrap();
+    let ledger = spool.delivery_ledger().unwrap();
+    let due: Vec<i64> = ledger
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    assert_eq!(due, vec![1, 3], "the old pending row and the new event");
+    let counts = spool.ledger().unwrap().counts("fake").unwrap();
+    assert_eq!((counts.pending, counts.delivered), (2, 1), "{counts:?}");
+}
+
+fn ledger_rows(spool: &Spool) -> i64 {
+    rusqlite::Connection::open(spool.path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn stored_cursor(spool: &Spool, lane: LaneKind) -> Option<i64> {
+    rusqlite::Connection::open(spool.path())
+        .unwrap()
+        .query_row(
+            "SELECT seq FROM lane_cursors WHERE destination = 'fake' AND lane = ?1",
+            [lane.as_str()],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+/// Spooling writes no ledger row: the lane writes each event's row with its
+/// outcome. A lane that read events and died before recording them loses
+/// nothing; a lane started after they were delivered reads none again.
+#[tokio::test]
+async fn the_lane_writes_each_events_row_with_its_outcome() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        2,
+        &purchases(&["purchase-1", "purchase-2", "purchase-3"]),
+    );
+    assert_eq!(ledger_rows(&s.spool), 0, "spooled without ledger rows");
+    assert_eq!(s.spool.ledger().unwrap().counts("fake").unwrap().pending, 3);
+    let now = Ledger::now_ms();
+    let crashed = s.spool.delivery_ledger().unwrap();
+    assert_eq!(
+        crashed
+            .pending("fake", LaneKind::RealTime, now, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(crashed);
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2, 1]);
+    assert_eq!(ledger_rows(&s.spool), 3, "one row per event");
+    let counts = s.spool.ledger().unwrap().counts("fake").unwrap();
+    assert_eq!((counts.pending, counts.delivered), (0, 3));
+    // Recording stored the cursor as far as the last read had found rows.
+    assert_eq!(stored_cursor(&s.spool, LaneKind::RealTime), Some(2));
+    s.lane.ledger.lock().unwrap().save_moved_cursors().unwrap();
+    assert_eq!(stored_cursor(&s.spool, LaneKind::RealTime), Some(3));
+    let restarted = s.spool.delivery_ledger().unwrap();
+    assert!(restarted
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap()
+        .is_empty());
+}
+
+/// A lane none of whose kinds are spooled (purchases go real-time) reads
+/// but never records: its cursor still moves to the end and is stored, so
+/// its reads, `status` and a restart do not walk the whole spool.
+#[tokio::test]
+async fn a_lane_with_nothing_routed_to_it_moves_its_cursor_to_the_end() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::Batched,
+        10,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert!(s.lane.dest.batches.lock().unwrap().is_empty());
+    assert_eq!(stored_cursor(&s.spool, LaneKind::Batched), None);
+    s.lane.ledger.lock().unwrap().save_moved_cursors().unwrap();
+    assert_eq!(stored_cursor(&s.spool, LaneKind::Batched), Some(2));
+    assert_eq!(ledger_rows(&s.spool), 0);
+}
+
+/// The lane an event goes to is fixed when it is spooled: changing a
+/// destination's `lanes` later moves only events spooled after the change.
+#[tokio::test]
+async fn an_event_keeps_the_lane_it_was_spooled_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+    for (id, lanes) in [
+        (
+            "purchase-1",
+            BTreeMap::from([("transaction.purchase".to_owned(), LaneKind::Batched)]),
+        ),
+        ("purchase-2", BTreeMap::new()),
+    ] {
+        let mut writer = spool.writer().unwrap();
+        writer
+            .set_destinations(vec![LedgerTarget {
+                name: "fake",
+                lanes,
+            }])
+            .unwrap();
+        writer.insert_event(&purchases(&[id])[0]).unwrap();
+        writer.commit(Lsn(10)).unwrap();
+    }
+    let ledger = spool.delivery_ledger().unwrap();
+    let ids = |lane| -> Vec<String> {
+        ledger
+            .pending("fake", lane, Ledger::now_ms(), 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.event.event_id.as_str().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(LaneKind::Batched), vec!["purchase-1"]);
+    assert_eq!(ids(LaneKind::RealTime), vec!["purchase-2"]);
+}
+
+/// Pruning never takes an event no lane has recorded yet.
+#[tokio::test]
+async fn pruning_keeps_events_without_rows() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        10,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    let mut ledger = s.spool.ledger().unwrap();
+    assert_eq!(ledger.prune_events(i64::MAX, 100).unwrap(), 0);
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(ledger.prune_events(i64::MAX, 100).unwrap(), 2);
+}
+
+/// Replaying an event no lane has read yet gives it a pending row: it is
+/// read once (as that row), not twice.
+#[tokio::test]
+async fn a_replayed_event_without_a_row_is_sent_once() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        10,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    s.spool
+        .ledger()
+        .unwrap()
+        .replay("fake", &[(1, LaneKind::RealTime)])
+        .unwrap();
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(
+        *s.lane.dest.sent.lock().unwrap(),
+        vec!["purchase-1", "purchase-2"]
+    );
 }
