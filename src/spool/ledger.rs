@@ -317,25 +317,25 @@ impl Ledger {
         Ok(slot)
     }
 
-    /// Where reads of `lane`'s row-less events start.
+    /// Where reads of `lane`'s row-less events start: the further of what
+    /// this connection found and what is stored (by this connection, or by
+    /// the lane when this one serves `status`).
     fn cursor(&self, destination: &str, lane: LaneKind) -> Result<i64> {
-        let key = (destination.to_owned(), lane);
-        if let Some(c) = self.cursors.borrow().get(&key) {
-            return Ok(c.read_from);
-        }
         let stored: i64 = self
             .conn
             .prepare_cached(STORED_CURSOR_SQL)
             .and_then(|mut s| s.query_row(params![destination, lane.as_str()], |r| r.get(0)))
             .map_err(|e| self.err(e))?;
-        self.cursors.borrow_mut().insert(
-            key,
-            Cursor {
+        let mut cursors = self.cursors.borrow_mut();
+        let c = cursors
+            .entry((destination.to_owned(), lane))
+            .or_insert(Cursor {
                 read_from: stored,
                 saved: stored,
-            },
-        );
-        Ok(stored)
+            });
+        c.read_from = c.read_from.max(stored);
+        c.saved = c.saved.max(stored);
+        Ok(c.read_from)
     }
 
     /// Moves `lane`'s cursor to `to` (never back): a read found that every
