@@ -93,7 +93,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
             t_cp = now - args.t0
             # What the lanes had delivered while the drain ran: the rest is
             # delivered after it, with the cores to themselves.
-            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered", file=sys.stderr)
+            commits = last.get("capi_cdc_spool_commits_total", 0)
+            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered, {commits} spool commits", file=sys.stderr)
         if t_del is None and delivered >= args.delivered:
             t_del = now - args.t0
         if t_cp is not None and t_del is not None:
@@ -217,8 +218,10 @@ def cmd_wait_idle(args: argparse.Namespace) -> int:
         now = time.time()
         if t_cp is None:
             try:
-                if scrape(f"http://{args.admin}/metrics").get("capi_cdc_checkpoint_lsn", 0) >= target:
+                m = scrape(f"http://{args.admin}/metrics")
+                if m.get("capi_cdc_checkpoint_lsn", 0) >= target:
                     t_cp = now - args.t0
+                    print(f"[wait] checkpoint reached after {t_cp:.3f} s, {m.get('capi_cdc_spool_commits_total', 0)} spool commits", file=sys.stderr)
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             time.sleep(0.01)
