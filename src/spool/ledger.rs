@@ -496,22 +496,31 @@ impl Ledger {
             }
             return Ok(Read::Summary(n, oldest));
         }
-        let mut raw: Vec<(i64, u32, i64, String, String)> = tx
+        // Payloads are parsed from SQLite's buffer, without a copy first.
+        type Parsed = std::result::Result<BusinessEvent, (String, serde_json::Error)>;
+        let parse = |r: &rusqlite::Row<'_>, id: usize| -> rusqlite::Result<Parsed> {
+            let payload = r.get_ref(id + 1)?.as_str()?;
+            Ok(serde_json::from_str(payload).map_err(|source| {
+                let event_id = r.get_ref(id).ok().and_then(|v| v.as_str().ok());
+                (event_id.unwrap_or("?").to_owned(), source)
+            }))
+        };
+        let mut raw: Vec<(i64, u32, i64, Parsed)> = tx
             .prepare_cached(PENDING_SQL)
             .and_then(|mut s| {
                 s.query_map(params![destination, now_ms, lim, lane.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, parse(r, 3)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(|e| self.err(e))?;
         if let Some(slot) = slot {
-            let fresh: Vec<(i64, u32, i64, String, String)> = tx
+            let fresh: Vec<(i64, u32, i64, Parsed)> = tx
                 .prepare_cached(ROWLESS_SQL)
                 .and_then(|mut s| {
                     s.query_map(
                         params![from, end, 2 * i64::from(slot), want, destination, lim],
-                        |r| Ok((r.get(0)?, 0, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| Ok((r.get(0)?, 0, r.get(1)?, parse(r, 2)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
@@ -526,9 +535,9 @@ impl Ledger {
         }
         drop(tx);
         let mut out = Vec::with_capacity(raw.len());
-        for (seq, attempts, spooled_at_ms, event_id, payload) in raw {
-            let event = serde_json::from_str(&payload)
-                .map_err(|source| self.corrupt(format!("event {event_id}"), source))?;
+        for (seq, attempts, spooled_at_ms, event) in raw {
+            let event =
+                event.map_err(|(id, source)| self.corrupt(format!("event {id}"), source))?;
             out.push(PendingEvent {
                 seq,
                 attempts,

@@ -730,3 +730,32 @@ async fn a_replayed_event_without_a_row_is_sent_once() {
         vec!["purchase-1", "purchase-2"]
     );
 }
+
+/// A stored payload that does not parse stops the read with an error that
+/// names the event; nothing is recorded for it or skipped past it.
+#[tokio::test]
+async fn an_unreadable_payload_is_named_and_not_skipped() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        10,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    rusqlite::Connection::open(s.spool.path())
+        .unwrap()
+        .execute(
+            "UPDATE events SET payload = '{not json' WHERE event_id = 'purchase-2'",
+            [],
+        )
+        .unwrap();
+    let err = s
+        .spool
+        .ledger()
+        .unwrap()
+        .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
+        .unwrap_err();
+    assert!(err.to_string().contains("event purchase-2"), "{err}");
+    assert!(s.lane.drain_once().await.is_err());
+    assert!(s.lane.dest.sent.lock().unwrap().is_empty());
+    assert_eq!(ledger_rows(&s.spool), 0);
+}
