@@ -470,6 +470,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         row("`capi-cdc`", f"A: {a_n} txns (backlog)", secs(r.get("A_capi_del_s")),
             ratio(r.get("A_capi_del_s"), r.get("A_recv_s")), "(same process)", "—", "—", "—", "—",
             f"start → all {a_n} events delivered to the sandbox")
+        if r.get("A0_capi_cp_s"):
+            row("`capi-cdc`", f"A0: the same WAL, no destination", secs(r.get("A0_capi_cp_s")),
+                ratio(r.get("A0_capi_cp_s"), r.get("A_recv_s")), mib(r.get("A0_capi_rss_kb")), "—", "—", "—", "—",
+                "diagnostic: the apply loop with nothing beside it; start → spool checkpoint ≥ end LSN")
         row("`capi-cdc`", f"A live: {r.get('A_live_txns')} txns at {r.get('A_live_rate')}/s", "—", "—",
             "(same process)", ms(lat.get("p50_ms")), ms(lat.get("p95_ms")), ms(lat.get("p99_ms")),
             ms(lat.get("max_ms")),
@@ -536,7 +540,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"(min latency {ms(lat.get('min_ms'))}).",
         f"B: sandbox holds {r.get('B_found')} of {r.get('B_events')} purchase events "
         f"(duplicates: {r.get('B_duplicates')}).",
-        f"capi-cdc exit codes after SIGTERM: A {r.get('A_capi_exit')}, B {r.get('B_capi_exit')}, "
+        f"capi-cdc exit codes after SIGTERM: A {r.get('A_capi_exit')}"
+        + (f" (A0 {r.get('A0_capi_exit')})" if r.get("A0_capi_exit") else "")
+        + f", B {r.get('B_capi_exit')}, "
         f"C {r.get('C_capi_exit')}, D {r.get('D_new_capi_exit')} / {r.get('D_old_capi_exit')}.",
     ]
     if c_n:
@@ -569,7 +575,7 @@ def main() -> int:
     s.add_argument("--lsn", required=True)
     s.add_argument("--delivered", type=int, required=True)
     s.add_argument("--timeout", type=float, default=600)
-    s.add_argument("--interval", type=float, default=0.01)
+    s.add_argument("--interval", type=float, default=0.05)
     s.set_defaults(fn=cmd_wait)
     s = sub.add_parser("clear")
     s.add_argument("url")

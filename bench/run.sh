@@ -207,10 +207,10 @@ prepare_db() { # db: schema, one customer, publication, slot recv, capi-cdc setu
 }
 
 ADMIN_PORT=""
-write_config() { # db spool_dir
+write_config() { # db spool_dir [config name, default db]
     ADMIN_PORT=$("${REPORT[@]}" freeport)
     mkdir -p "$2"
-    cat >"$WORK/$1.toml" <<EOF
+    cat >"$WORK/${3:-$1}.toml" <<EOF
 [source]
 url = "postgresql:///$1?host=$SOCK&port=$PG_PORT&user=postgres"
 ${RECEIVE_BUFFER:+receive_buffer_mb = $RECEIVE_BUFFER}
@@ -251,14 +251,17 @@ drain_recvlogical() { # db end_lsn label -> sets RECV_S, RECV_RSS_KB
     log "$label: pg_recvlogical took $RECV_S s, peak RSS $RECV_RSS_KB kB (slot recv confirmed $confirmed)"
 }
 
-# A profile of one workload's backlog drain (BENCH_PERF=file, BENCH_PERF_WORKLOAD=A|C,
+# A profile of one workload's backlog drain (BENCH_PERF=file, BENCH_PERF_WORKLOAD=A|A0|C,
 # default C). It flatters nothing: the timed figures of that run carry perf's
 # overhead, so take them from a run without.
 PERF_PID=""
 perf_start() { # label
     PERF_PID=""
     [[ -n "${BENCH_PERF:-}" && "${BENCH_PERF_WORKLOAD:-C}" == "$1" ]] || return 0
-    perf record -F 999 -g -p "$CAPI_PID" -o "$WORK/$1.perf.data" >"$WORK/$1.perf.log" 2>&1 &
+    # BENCH_PERF_ALL=1: every process on the machine (the walsender too), not only capi-cdc.
+    local target=(-p "$CAPI_PID")
+    [[ -n "${BENCH_PERF_ALL:-}" ]] && target=(-a)
+    perf record -F 999 -g "${target[@]}" -o "$WORK/$1.perf.data" >"$WORK/$1.perf.log" 2>&1 &
     PERF_PID=$!
 }
 perf_stop() { # label
@@ -267,6 +270,9 @@ perf_stop() { # label
     PERF_PID=""
     perf report -i "$WORK/$1.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.4 \
         >"$BENCH_PERF" 2>/dev/null || log "perf report failed"
+    # Samples per process and thread: who had the cores.
+    perf report -i "$WORK/$1.perf.data" --stdio --no-children --sort pid --percent-limit 0.2 -g none \
+        >"$BENCH_PERF.threads" 2>/dev/null || log "perf report --sort pid failed"
     # Inclusive time per function, for the per-stage split in RESULTS.md.
     perf report -i "$WORK/$1.perf.data" --stdio --children --sort symbol --percent-limit 0.5 -g none \
         >"$BENCH_PERF.children" 2>/dev/null || log "perf report --children failed"
@@ -314,6 +320,17 @@ if want A; then
 DB=bench_oltp
 log "A: preparing database $DB"
 prepare_db "$DB" "$WORK/spool_a"
+A_ADMIN_PORT=$ADMIN_PORT
+if want A0; then
+    write_config "$DB" "$WORK/spool_a0" "${DB}_a0"
+    A0_ADMIN_PORT=$ADMIN_PORT
+    sed -i -e 's/^slot = "capi_cdc"/slot = "capi_cdc_a0"/' -e 's/^enabled = true/enabled = false/' \
+        "$WORK/${DB}_a0.toml"
+    grep -q '^enabled = false' "$WORK/${DB}_a0.toml" || die "A0 config: the destination is still enabled"
+    "$BIN" --config "$WORK/${DB}_a0.toml" setup >"$WORK/${DB}_a0.setup.log" 2>&1 \
+        || { cat "$WORK/${DB}_a0.setup.log" >&2; die "capi-cdc setup (A0) failed"; }
+    ADMIN_PORT=$A_ADMIN_PORT
+fi
 START_A=$(q "$DB" "SELECT pg_current_wal_lsn()")
 
 cat >"$WORK/paid_order.sql" <<'EOF'
@@ -368,6 +385,21 @@ result A_duplicates "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]
 stop_capi
 result A_capi_rss_kb "$CAPI_RSS_KB"
 result A_capi_exit "$CAPI_EXIT"
+if want A0; then
+    # A0 (diagnostic, not in the defaults): the same WAL from a third slot with
+    # no destination, so nothing competes with the apply loop for the cores.
+    log "A0: capi-cdc with no destination drains slot capi_cdc_a0 to $END_A"
+    ADMIN_PORT=$A0_ADMIN_PORT
+    start_capi "${DB}_a0" A0
+    perf_start A0
+    wait_capi "$END_A" 0
+    perf_stop A0
+    log "A0: checkpoint reached $END_A after $CP_S s"
+    result A0_capi_cp_s "$CP_S"
+    stop_capi
+    result A0_capi_rss_kb "$CAPI_RSS_KB"
+    result A0_capi_exit "$CAPI_EXIT"
+fi
 q "$DB" "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null
 "${REPORT[@]}" clear "$SANDBOX"
 
