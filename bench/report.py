@@ -471,7 +471,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             ratio(r.get("A_capi_del_s"), r.get("A_recv_s")), "(same process)", "—", "—", "—", "—",
             f"start → all {a_n} events delivered to the sandbox")
         if r.get("A0_capi_cp_s"):
-            row("`capi-cdc`", f"A0: the same WAL, no destination", secs(r.get("A0_capi_cp_s")),
+            row("`capi-cdc`", "A0: the same WAL, no destination", secs(r.get("A0_capi_cp_s")),
                 ratio(r.get("A0_capi_cp_s"), r.get("A_recv_s")), mib(r.get("A0_capi_rss_kb")), "—", "—", "—", "—",
                 "diagnostic: the apply loop with nothing beside it; start → spool checkpoint ≥ end LSN")
         row("`capi-cdc`", f"A live: {r.get('A_live_txns')} txns at {r.get('A_live_rate')}/s", "—", "—",
