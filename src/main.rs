@@ -198,10 +198,14 @@ struct DeadArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(cli.command, Command::Run { .. }) {
+        // Delivery, the admin server and housekeeping yield the cores to the
+        // slot's drain, which `run` gives a runtime of its own.
+        builder.on_thread_start(capi_cdc::run::lower_priority);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

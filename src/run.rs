@@ -50,6 +50,9 @@ pub enum RunError {
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The replication stream's runtime could not start.
+    #[error("cannot start the replication stream's threads: {0}. Remedy: check the process's thread limit (ulimit -u, the container's pids limit)")]
+    Runtime(#[source] std::io::Error),
     /// The admin listener could not bind.
     #[error("admin.listen {addr}: {source}")]
     Admin {
@@ -59,6 +62,27 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How much nicer than the process `run`'s delivery, admin and housekeeping
+/// threads are (setpriority(2); 10 gives them about a tenth of a busy
+/// core's share against a thread at 0). The replication stream's threads
+/// (the client's socket task and the apply loop) stay at the process's
+/// priority, so a backlog drains first and delivery takes what is left;
+/// on idle cores the nice value changes nothing.
+pub const DELIVERY_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`DELIVERY_NICE`]; given to
+/// the main runtime of `run` as `on_thread_start`. Best effort: a thread
+/// that cannot be reniced keeps its priority.
+pub fn lower_priority() {
+    // On Linux, PRIO_PROCESS with a thread ID applies to that thread alone.
+    // The target is absolute, from the main thread's priority: a thread
+    // started by an already lowered one inherits its nice value.
+    let tid = rustix::thread::gettid();
+    if let Ok(base) = rustix::process::getpriority_process(Some(rustix::process::getpid())) {
+        let _ = rustix::process::setpriority_process(Some(tid), (base + DELIVERY_NICE).min(19));
+    }
 }
 
 /// How a session ended.
@@ -171,6 +195,18 @@ pub async fn run(
         metrics.clone(),
         wakes,
     ));
+    // The replication stream gets threads of its own: one async worker for
+    // the client's socket task, and the blocking pool's thread for the apply
+    // loop. Nothing else runs there, so the drain never queues behind
+    // delivery, and those threads keep the process's priority while the
+    // main runtime's are lowered (`lower_priority`).
+    let receive = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(2)
+        .thread_name("capi-receive")
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
     let mut backoff = Duration::from_millis(250);
     let result = loop {
         if *shutdown.borrow() {
@@ -180,7 +216,15 @@ pub async fn run(
             break Ok(());
         };
         let began = std::time::Instant::now();
-        let outcome = session(&config, &opts, app, &metrics, shutdown.clone()).await;
+        let outcome = session(
+            &config,
+            &opts,
+            receive.handle(),
+            app,
+            &metrics,
+            shutdown.clone(),
+        )
+        .await;
         if began.elapsed() > Duration::from_secs(30) {
             // The last session got going: start the backoff over.
             backoff = Duration::from_millis(250);
@@ -200,6 +244,7 @@ pub async fn run(
             (_, Err(e)) => break Err(e),
         }
     };
+    receive.shutdown_background();
     let _ = stop_tx.send(true);
     for lane in lanes {
         let _ = lane.await;
@@ -219,6 +264,7 @@ pub async fn run(
 async fn session(
     config: &Config,
     opts: &RunOptions,
+    receive: &tokio::runtime::Handle,
     mut applier: Applier,
     metrics: &Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
@@ -300,9 +346,11 @@ async fn session(
         Ok(c) => c,
         Err(e) => return (applier, Err(e.into())),
     };
-    let client = match ReplicationClient::connect(repl_cfg).await {
-        Ok(c) => c,
-        Err(e) => return (applier, Ok(SessionEnd::Retry(e.to_string()))),
+    // Connected from the receive runtime, so the client's task runs there.
+    let client = match receive.spawn(ReplicationClient::connect(repl_cfg)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return (applier, Ok(SessionEnd::Retry(e.to_string()))),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
     };
     Metrics::add(&metrics.connects, 1);
     metrics
@@ -321,7 +369,7 @@ async fn session(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (acked_tx, acked_rx) = watch::channel(0u64);
     let (relay_stop, relay_stop_rx) = watch::channel(false);
-    let relay = tokio::spawn(relay(
+    let relay = receive.spawn(relay(
         client,
         tx,
         budget.clone(),
@@ -329,18 +377,19 @@ async fn session(
         acked_rx,
         relay_stop_rx,
     ));
-    let handle = tokio::runtime::Handle::current();
+    let handle = receive.clone();
     let stop = shutdown.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let end = apply_loop(&handle, &mut rx, &budget, &acked_tx, &mut applier, stop);
-        // Wake the relay wherever it waits, and let it stop the client.
-        budget.close();
-        let _ = relay_stop.send(true);
-        drop(rx);
-        let _ = handle.block_on(relay);
-        (applier, end)
-    })
-    .await;
+    let joined = receive
+        .spawn_blocking(move || {
+            let end = apply_loop(&handle, &mut rx, &budget, &acked_tx, &mut applier, stop);
+            // Wake the relay wherever it waits, and let it stop the client.
+            budget.close();
+            let _ = relay_stop.send(true);
+            drop(rx);
+            let _ = handle.block_on(relay);
+            (applier, end)
+        })
+        .await;
     metrics
         .streaming
         .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -571,5 +620,38 @@ async fn watch_slot(
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod priority_tests {
+    fn own() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    #[test]
+    fn lower_priority_renices_the_calling_thread_only_and_once() {
+        let base = rustix::process::getpriority_process(Some(rustix::process::getpid())).unwrap();
+        let want = (base + super::DELIVERY_NICE).min(19);
+        let (lowered, again, inherited) = std::thread::spawn(move || {
+            super::lower_priority();
+            let lowered = own();
+            super::lower_priority();
+            // A thread started by a lowered one (as tokio's blocking pool
+            // does) inherits the nice value; lowering it again must not add up.
+            let inherited = std::thread::spawn(|| {
+                super::lower_priority();
+                own()
+            })
+            .join()
+            .unwrap();
+            (lowered, own(), inherited)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, want);
+        assert_eq!(again, want);
+        assert_eq!(inherited, want);
+        assert_eq!(own(), base, "the caller's thread keeps its priority");
     }
 }

@@ -317,6 +317,7 @@ async fn sigterm_stops_run_cleanly_with_exit_code_zero() {
         assert!(std::time::Instant::now() < deadline, "run never streamed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_stream_threads_keep_priority(child.id());
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -341,6 +342,51 @@ async fn sigterm_stops_run_cleanly_with_exit_code_zero() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("shutting down"));
+}
+
+/// Thread name → nice values of the running process `pid` (/proc).
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the parenthesised name: state is field 3, nice 19.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim().to_owned(), nice));
+    }
+    out
+}
+
+/// `run` gives the replication stream threads of its own at the process's
+/// priority and lowers every other thread (delivery, admin, housekeeping)
+/// by `run::DELIVERY_NICE`, so a backlog drains first.
+fn assert_stream_threads_keep_priority(pid: u32) {
+    let threads = thread_nices(pid);
+    let base = threads
+        .iter()
+        .find(|(name, _)| name == "capi-cdc")
+        .map(|(_, n)| *n)
+        .unwrap_or_else(|| panic!("no main thread in {threads:?}"));
+    let lowered = (base + capi_cdc::run::DELIVERY_NICE).min(19);
+    let stream: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n == "capi-receive")
+        .collect();
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("tokio-r"))
+        .collect();
+    // The socket task's worker and the apply loop's thread at least.
+    assert!(stream.len() >= 2, "stream threads: {threads:?}");
+    assert!(!workers.is_empty(), "main runtime threads: {threads:?}");
+    assert!(stream.iter().all(|(_, n)| *n == base), "{threads:?}");
+    assert!(workers.iter().all(|(_, n)| *n == lowered), "{threads:?}");
 }
 
 /// A slot the server invalidated (`max_slot_wal_keep_size` exceeded) stops
