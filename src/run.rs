@@ -85,6 +85,24 @@ pub fn lower_priority() {
     }
 }
 
+/// The replication stream's runtime, shut down without waiting when `run`
+/// returns by any path: a runtime dropped plainly inside async code panics.
+struct ReceiveRuntime(Option<tokio::runtime::Runtime>);
+
+impl ReceiveRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("taken only on drop").handle()
+    }
+}
+
+impl Drop for ReceiveRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// How a session ended.
 enum SessionEnd {
     Shutdown,
@@ -200,13 +218,15 @@ pub async fn run(
     // loop. Nothing else runs there, so the drain never queues behind
     // delivery, and those threads keep the process's priority while the
     // main runtime's are lowered (`lower_priority`).
-    let receive = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(2)
-        .thread_name("capi-receive")
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
+    let receive = ReceiveRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("capi-receive")
+            .enable_all()
+            .build()
+            .map_err(RunError::Runtime)?,
+    ));
     let mut backoff = Duration::from_millis(250);
     let result = loop {
         if *shutdown.borrow() {
@@ -244,7 +264,7 @@ pub async fn run(
             (_, Err(e)) => break Err(e),
         }
     };
-    receive.shutdown_background();
+    drop(receive);
     let _ = stop_tx.send(true);
     for lane in lanes {
         let _ = lane.await;
