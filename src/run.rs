@@ -81,8 +81,14 @@ pub fn lower_priority() {
     // started by an already lowered one inherits its nice value.
     let tid = rustix::thread::gettid();
     if let Ok(base) = rustix::process::getpriority_process(Some(rustix::process::getpid())) {
-        let _ = rustix::process::setpriority_process(Some(tid), (base + DELIVERY_NICE).min(19));
+        let _ = rustix::process::setpriority_process(Some(tid), lowered_nice(base));
     }
+}
+
+/// The nice value of a lowered thread when the main thread's is `base`
+/// (19 is the lowest priority there is).
+pub fn lowered_nice(base: i32) -> i32 {
+    (base + DELIVERY_NICE).min(19)
 }
 
 /// The replication stream's runtime, shut down without waiting when `run`
@@ -652,7 +658,7 @@ mod priority_tests {
     #[test]
     fn lower_priority_renices_the_calling_thread_only_and_once() {
         let base = rustix::process::getpriority_process(Some(rustix::process::getpid())).unwrap();
-        let want = (base + super::DELIVERY_NICE).min(19);
+        let want = super::lowered_nice(base);
         let (lowered, again, inherited) = std::thread::spawn(move || {
             super::lower_priority();
             let lowered = own();

@@ -373,7 +373,7 @@ fn assert_stream_threads_keep_priority(pid: u32) {
         .find(|(name, _)| name == "capi-cdc")
         .map(|(_, n)| *n)
         .unwrap_or_else(|| panic!("no main thread in {threads:?}"));
-    let lowered = (base + capi_cdc::run::DELIVERY_NICE).min(19);
+    let lowered = capi_cdc::run::lowered_nice(base);
     let stream: Vec<_> = threads
         .iter()
         .filter(|(n, _)| n == "capi-receive")
