@@ -72,6 +72,8 @@ pub struct Metrics {
     pub google_request_status: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Spool commits.
     pub spool_commits: AtomicU64,
+    /// Write transactions of the delivery lanes (outcomes, retries, cursors).
+    pub ledger_commits: AtomicU64,
     /// Replication (re)connections.
     pub connects: AtomicU64,
     /// 1 while a replication session is streaming, else 0.
@@ -399,6 +401,12 @@ impl Metrics {
             "counter",
             "Spool commits.",
             get(&self.spool_commits),
+        );
+        line(
+            "capi_cdc_ledger_commits_total",
+            "counter",
+            "Write transactions of the delivery lanes (outcomes, retries, cursors): each is a turn at the spool's write lock and an fsync.",
+            get(&self.ledger_commits),
         );
         line(
             "capi_cdc_replication_connects_total",

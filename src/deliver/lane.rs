@@ -67,21 +67,51 @@ fn jitter(d: Duration, seed: u64) -> Duration {
     d.mul_f64(0.75 + spread as f64 / 1000.0)
 }
 
-type SharedLedger = Arc<Mutex<Ledger>>;
+/// A job for a lane's ledger thread.
+type Job = Box<dyn FnOnce(&mut Ledger) + Send>;
 
-/// Runs a ledger operation on the blocking pool (SQLite may wait for the
-/// apply loop's write lock).
-async fn with_ledger<T: Send + 'static>(
-    ledger: &SharedLedger,
-    f: impl FnOnce(&mut Ledger) -> Result<T, SpoolError> + Send + 'static,
-) -> Result<T, SpoolError> {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = ledger.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    })
-    .await
-    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+/// One lane's ledger on a thread of its own. A call may wait for the apply
+/// loop's write lock; run on the runtime's blocking pool, every call that
+/// queued behind another held a pool thread (20 and more in workload C).
+/// One thread per lane runs them in order, and no lock is needed.
+pub(crate) struct LedgerThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl LedgerThread {
+    /// Starts the thread; it ends when the last handle is dropped, after
+    /// the jobs already queued.
+    pub(crate) fn start(ledger: Ledger, name: String) -> std::io::Result<LedgerThread> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name(name).spawn(move || {
+            let mut ledger = ledger;
+            for job in queue {
+                job(&mut ledger);
+            }
+        })?;
+        Ok(LedgerThread { jobs })
+    }
+
+    /// Runs `f` on the thread and waits for it without holding a runtime
+    /// thread; a panic in `f` is resumed here.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |ledger| {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ledger)));
+            let _ = reply.send(result);
+        });
+        self.jobs
+            .send(job)
+            .unwrap_or_else(|_| unreachable!("the ledger thread runs while its handle lives"));
+        match answer.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => unreachable!("the ledger thread answers every job it takes"),
+        }
+    }
 }
 
 /// What [`Lane::prepare_once`] found: a batch to send, or what to do.
@@ -114,7 +144,7 @@ struct Unrecorded {
 struct Lane<D> {
     dest: Arc<D>,
     lane: LaneKind,
-    ledger: SharedLedger,
+    ledger: LedgerThread,
     limiter: Arc<Limiter>,
     metrics: Arc<Metrics>,
     unrecorded: Mutex<Unrecorded>,
@@ -136,10 +166,18 @@ pub async fn run<D: Destination>(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let name = dest.name();
+    let ledger = match LedgerThread::start(ledger, format!("capi-ledger-{}", lane.as_str())) {
+        Ok(thread) => thread,
+        Err(e) => {
+            tracing::error!(destination = name, lane = lane.as_str(), error = %e, "cannot start the lane's ledger thread; the lane does not run");
+            return;
+        }
+    };
     let lane = Arc::new(Lane {
         dest,
         lane,
-        ledger: Arc::new(Mutex::new(ledger)),
+        ledger,
         limiter,
         metrics,
         unrecorded: Mutex::default(),
@@ -178,11 +216,12 @@ pub async fn run<D: Destination>(
             ),
             Next::Wait => {
                 let kind = lane.lane;
-                match with_ledger(&lane.ledger, move |l| {
-                    l.save_moved_cursors()?;
-                    l.next_due_ms(name, kind)
-                })
-                .await
+                match lane
+                    .with_ledger(move |l| {
+                        l.save_moved_cursors()?;
+                        l.next_due_ms(name, kind)
+                    })
+                    .await
                 {
                     Ok(Some(due)) => Duration::from_millis(
                         (due - Ledger::now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
@@ -200,6 +239,23 @@ pub async fn run<D: Destination>(
 }
 
 impl<D: Destination> Lane<D> {
+    /// Runs a ledger operation on the lane's ledger thread, counting its
+    /// write transactions in `capi_cdc_ledger_commits_total`.
+    async fn with_ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let metrics = self.metrics.clone();
+        self.ledger
+            .call(move |l| {
+                let before = l.commits();
+                let result = f(l);
+                Metrics::add(&metrics.ledger_commits, l.commits() - before);
+                result
+            })
+            .await
+    }
+
     /// Keeps up to [`IN_FLIGHT`] requests going until one answers with
     /// anything but "more", or nothing is left to send; then lets every
     /// request in flight land and says what to do next.
@@ -290,10 +346,9 @@ impl<D: Destination> Lane<D> {
         if kind == LaneKind::Batched {
             // Until the batch is full or old enough, count it without reading
             // it: this runs after every spool commit with new events.
-            let (n, oldest) = with_ledger(&self.ledger, move |l| {
-                l.pending_summary(name, kind, now_ms, limit)
-            })
-            .await?;
+            let (n, oldest) = self
+                .with_ledger(move |l| l.pending_summary(name, kind, now_ms, limit))
+                .await?;
             let Some(oldest) = oldest else {
                 return Ok(Prepared::Next(Next::Wait));
             };
@@ -312,10 +367,9 @@ impl<D: Destination> Lane<D> {
             unrecorded.seqs.union(&in_flight).copied().collect()
         };
         let skip = excluded.len();
-        let mut due = with_ledger(&self.ledger, move |l| {
-            l.pending(name, kind, now_ms, limit + skip)
-        })
-        .await?;
+        let mut due = self
+            .with_ledger(move |l| l.pending(name, kind, now_ms, limit + skip))
+            .await?;
         due.retain(|p| !excluded.contains(&p.seq));
         due.truncate(limit);
         if due.is_empty() {
@@ -331,6 +385,7 @@ impl<D: Destination> Lane<D> {
         let now_s = now_ms / 1000;
         let mut sendable = Vec::with_capacity(due.len());
         let mut held: Vec<(i64, i64)> = Vec::new();
+        let mut skipped: Vec<(Vec<i64>, Option<String>)> = Vec::new();
         for p in due {
             let window_end = p.event.event_time_s + self.dest.window(&p.event).as_secs() as i64
                 - WINDOW_MARGIN_S;
@@ -347,21 +402,20 @@ impl<D: Destination> Lane<D> {
                 self.metrics
                     .delivery
                     .count(name, p.event.kind.as_str(), |c| &c.skipped, 1);
-                self.finish(vec![p.seq], DeliveryState::Skipped, Some(reason), false)
-                    .await?;
+                skipped.push((vec![p.seq], Some(reason)));
             } else if let Some(until) = self.dest.hold_until_ms(&p.event).filter(|t| *t > now_ms) {
                 held.push((p.seq, until));
             } else {
                 sendable.push(p);
             }
         }
-        for (seq, until) in held {
-            let reason = "held: Google accepts uploads to a new conversion action 6 hours after its creation".to_owned();
-            let lane = self.lane;
-            with_ledger(&self.ledger, move |l| {
-                l.retry_later(name, lane, &[seq], until, &reason, false)
-            })
+        self.finish_groups(skipped, DeliveryState::Skipped, false)
             .await?;
+        if !held.is_empty() {
+            let reason = "held: Google accepts uploads to a new conversion action 6 hours after its creation";
+            let lane = self.lane;
+            self.with_ledger(move |l| l.retry_each(name, lane, &held, reason, false))
+                .await?;
         }
         if sendable.is_empty() {
             return Ok(Prepared::Next(Next::More));
@@ -481,19 +535,18 @@ impl<D: Destination> Lane<D> {
         if !plain.is_empty() {
             outcomes.push((plain, receipt.clone()));
         }
-        for (i, (seqs, note)) in outcomes.iter().enumerate() {
-            let result = self
-                .finish(seqs.clone(), DeliveryState::Delivered, note.clone(), true)
-                .await;
-            if let Err(e) = result {
-                let mut u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
-                for (seqs, note) in &outcomes[i..] {
-                    u.seqs.extend(seqs.iter().copied());
-                    u.outcomes.push((seqs.clone(), note.clone()));
-                }
-                tracing::error!(destination = name, events = u.seqs.len(), error = %e, "delivered but the ledger could not record it; kept in memory and not resent");
-                return Err(e);
+        // One transaction for the whole request, notes and all.
+        let result = self
+            .finish_groups(outcomes.clone(), DeliveryState::Delivered, true)
+            .await;
+        if let Err(e) = result {
+            let mut u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+            for (seqs, note) in outcomes {
+                u.seqs.extend(seqs.iter().copied());
+                u.outcomes.push((seqs, note));
             }
+            tracing::error!(destination = name, events = u.seqs.len(), error = %e, "delivered but the ledger could not record it; kept in memory and not resent");
+            return Err(e);
         }
         Ok(())
     }
@@ -506,23 +559,9 @@ impl<D: Destination> Lane<D> {
         if pending.is_empty() {
             return Ok(());
         }
-        let name = self.dest.name();
         let recorded = pending.len();
-        let lane = self.lane;
-        with_ledger(&self.ledger, move |l| {
-            for (seqs, note) in &pending {
-                l.finish(
-                    name,
-                    lane,
-                    seqs,
-                    DeliveryState::Delivered,
-                    note.as_deref(),
-                    true,
-                )?;
-            }
-            Ok(())
-        })
-        .await?;
+        self.finish_groups(pending, DeliveryState::Delivered, true)
+            .await?;
         // Requests in flight may have added outcomes meanwhile: keep those.
         let mut u = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
         for (seqs, _) in u.outcomes.drain(..recorded).collect::<Vec<_>>() {
@@ -576,23 +615,20 @@ impl<D: Destination> Lane<D> {
                 retry.push((p.seq, next_ms));
             }
         }
+        let mut dead_groups = Vec::with_capacity(dead.len());
         for (seq, kind, why) in dead {
             tracing::warn!(destination = name, reason = %why, "event dead-lettered");
             self.metrics.delivery.count(name, &kind, |c| &c.dead, 1);
-            self.finish(vec![seq], DeliveryState::Dead, Some(why), true)
-                .await?;
+            dead_groups.push((vec![seq], Some(why)));
         }
+        self.finish_groups(dead_groups, DeliveryState::Dead, true)
+            .await?;
         if let Some(first) = retry.iter().map(|(_, t)| *t).min() {
             tracing::warn!(destination = name, events = retry.len(), retry_in_ms = first - now_ms, reason = %reason, "delivery failed; will retry");
             let reason = reason.to_owned();
             let lane = self.lane;
-            with_ledger(&self.ledger, move |l| {
-                for (seq, at) in retry {
-                    l.retry_later(name, lane, &[seq], at, &reason, true)?;
-                }
-                Ok(())
-            })
-            .await?;
+            self.with_ledger(move |l| l.retry_each(name, lane, &retry, &reason, true))
+                .await?;
         }
         Ok(())
     }
@@ -615,10 +651,8 @@ impl<D: Destination> Lane<D> {
         let name = self.dest.name();
         let reason = reason.to_owned();
         let lane = self.lane;
-        with_ledger(&self.ledger, move |l| {
-            l.retry_later(name, lane, &seqs, not_before, &reason, false)
-        })
-        .await
+        self.with_ledger(move |l| l.retry_later(name, lane, &seqs, not_before, &reason, false))
+            .await
     }
 
     async fn finish(
@@ -628,10 +662,29 @@ impl<D: Destination> Lane<D> {
         reason: Option<String>,
         attempted: bool,
     ) -> Result<(), SpoolError> {
+        self.finish_groups(vec![(seqs, reason)], state, attempted)
+            .await
+    }
+
+    /// Records `state` for groups of events, each with its reason, in one
+    /// write transaction (none when there are no groups).
+    async fn finish_groups(
+        &self,
+        groups: Vec<(Vec<i64>, Option<String>)>,
+        state: DeliveryState,
+        attempted: bool,
+    ) -> Result<(), SpoolError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
         let name = self.dest.name();
         let lane = self.lane;
-        with_ledger(&self.ledger, move |l| {
-            l.finish(name, lane, &seqs, state, reason.as_deref(), attempted)
+        self.with_ledger(move |l| {
+            let groups: Vec<(&[i64], Option<&str>)> = groups
+                .iter()
+                .map(|(seqs, reason)| (seqs.as_slice(), reason.as_deref()))
+                .collect();
+            l.finish_each(name, lane, &groups, state, attempted)
         })
         .await
     }

@@ -260,6 +260,8 @@ pub struct Ledger {
     slots: RefCell<HashMap<String, u32>>,
     /// When this connection last stored cursors outside an outcome.
     cursors_saved_at: Option<Instant>,
+    /// Write transactions committed (see [`Ledger::commits`]).
+    commits: u64,
 }
 
 /// One lane's cursor: every event routed to it at or below `read_from` has
@@ -276,6 +278,13 @@ enum Read {
     Summary(usize, Option<i64>),
 }
 
+/// Events given one value and reason by [`Ledger::update_each`].
+struct Row<'a, V> {
+    seqs: &'a [i64],
+    value: V,
+    reason: Option<&'a str>,
+}
+
 impl Ledger {
     pub(super) fn new(spool: Spool, conn: Connection) -> Ledger {
         Ledger {
@@ -284,6 +293,7 @@ impl Ledger {
             cursors: RefCell::default(),
             slots: RefCell::default(),
             cursors_saved_at: None,
+            commits: 0,
         }
     }
 
@@ -417,6 +427,7 @@ impl Ledger {
             .map_err(|e| self.spool.err(e))?;
         let saved = self.store_cursors(&tx, None)?;
         tx.commit().map_err(|e| self.spool.err(e))?;
+        self.commits += 1;
         self.cursors_saved(saved);
         Ok(())
     }
@@ -572,14 +583,36 @@ impl Ledger {
         reason: Option<&str>,
         attempted: bool,
     ) -> Result<()> {
+        self.finish_each(destination, lane, &[(seqs, reason)], state, attempted)
+    }
+
+    /// [`Ledger::finish`] for several groups of events, each with its own
+    /// reason, in one transaction: a request's outcome is one commit (one
+    /// fsync, one turn at the write lock) however its events' notes differ.
+    pub fn finish_each(
+        &mut self,
+        destination: &str,
+        lane: LaneKind,
+        groups: &[(&[i64], Option<&str>)],
+        state: DeliveryState,
+        attempted: bool,
+    ) -> Result<()> {
+        let rows: Vec<Row<'_, &str>> = groups
+            .iter()
+            .map(|(seqs, reason)| Row {
+                seqs,
+                value: state.as_str(),
+                reason: *reason,
+            })
+            .collect();
         self.update_each(
             "INSERT INTO deliveries (destination, seq, state, lane, attempts, reason, updated_at_ms)
              VALUES (?1, ?2, ?3, ?7, ?5, ?4, ?6)
              ON CONFLICT (destination, seq) DO UPDATE SET state = excluded.state, reason = excluded.reason,
                  attempts = attempts + excluded.attempts, updated_at_ms = excluded.updated_at_ms",
             (destination, lane),
-            seqs,
-            (state.as_str(), reason, attempted),
+            &rows,
+            attempted,
             state != DeliveryState::Delivered,
         )
     }
@@ -595,6 +628,28 @@ impl Ledger {
         reason: &str,
         count_attempt: bool,
     ) -> Result<()> {
+        let at: Vec<(i64, i64)> = seqs.iter().map(|s| (*s, not_before_ms)).collect();
+        self.retry_each(destination, lane, &at, reason, count_attempt)
+    }
+
+    /// [`Ledger::retry_later`] with a time of its own per seq
+    /// (`(seq, not_before_ms)`), in one transaction.
+    pub fn retry_each(
+        &mut self,
+        destination: &str,
+        lane: LaneKind,
+        at: &[(i64, i64)],
+        reason: &str,
+        count_attempt: bool,
+    ) -> Result<()> {
+        let rows: Vec<Row<'_, i64>> = at
+            .iter()
+            .map(|(seq, not_before_ms)| Row {
+                seqs: std::slice::from_ref(seq),
+                value: *not_before_ms,
+                reason: Some(reason),
+            })
+            .collect();
         self.update_each(
             "INSERT INTO deliveries (destination, seq, state, lane, attempts, not_before_ms, reason, updated_at_ms)
              VALUES (?1, ?2, 'pending', ?7, ?5, ?3, ?4, ?6)
@@ -603,23 +658,27 @@ impl Ledger {
                  updated_at_ms = excluded.updated_at_ms
              WHERE state = 'pending'",
             (destination, lane),
-            seqs,
-            (not_before_ms, Some(reason), count_attempt),
+            &rows,
+            count_attempt,
             true,
         )
     }
 
-    /// Runs `sql` once per seq in one transaction, with the cursors of the
-    /// destination's lanes that moved. Parameters: ?1 destination, ?2 seq,
-    /// ?3 the new value, ?4 reason, ?5 attempts to add, ?6 now, ?7 lane.
-    fn update_each(
+    /// Runs `sql` once per seq of every row, all in one transaction, with
+    /// the cursors of the destination's lanes that moved. Parameters: ?1
+    /// destination, ?2 seq, ?3 the row's value, ?4 its reason, ?5 attempts
+    /// to add, ?6 now, ?7 lane.
+    fn update_each<V: rusqlite::ToSql>(
         &mut self,
         sql: &str,
         (destination, lane): (&str, LaneKind),
-        seqs: &[i64],
-        (value, reason, attempted): (impl rusqlite::ToSql, Option<&str>, bool),
+        rows: &[Row<'_, V>],
+        attempted: bool,
         log: bool,
     ) -> Result<()> {
+        if rows.iter().all(|r| r.seqs.is_empty()) {
+            return Ok(());
+        }
         let _turn = self.spool.lane_turn();
         // Unchecked: `&self` stays usable for the cursors; nothing nests.
         let tx = self
@@ -629,35 +688,47 @@ impl Ledger {
         let saved = {
             let mut stmt = tx.prepare_cached(sql).map_err(|e| self.spool.err(e))?;
             let now = now_ms();
-            for seq in seqs {
-                stmt.execute(params![
-                    destination,
-                    seq,
-                    value,
-                    reason,
-                    i64::from(attempted),
-                    now,
-                    lane.as_str()
-                ])
-                .map_err(|e| self.spool.err(e))?;
+            for row in rows {
+                for seq in row.seqs {
+                    stmt.execute(params![
+                        destination,
+                        seq,
+                        row.value,
+                        row.reason,
+                        i64::from(attempted),
+                        now,
+                        lane.as_str()
+                    ])
+                    .map_err(|e| self.spool.err(e))?;
+                }
             }
             // Every answer that did not settle the event (and every final
             // failure) is kept for `status --event`; a successful delivery
             // is the final state itself. Rare in normal operation.
-            if let (Some(reason), true) = (reason, log) {
+            if log {
                 let mut log = tx
                     .prepare_cached("INSERT INTO attempt_log (destination, seq, at_ms, counted, answer) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .map_err(|e| self.spool.err(e))?;
-                for seq in seqs {
-                    log.execute(params![destination, seq, now, i64::from(attempted), reason])
-                        .map_err(|e| self.spool.err(e))?;
+                for row in rows {
+                    let Some(reason) = row.reason else { continue };
+                    for seq in row.seqs {
+                        log.execute(params![destination, seq, now, i64::from(attempted), reason])
+                            .map_err(|e| self.spool.err(e))?;
+                    }
                 }
             }
             self.store_cursors(&tx, Some(destination))?
         };
         tx.commit().map_err(|e| self.spool.err(e))?;
+        self.commits += 1;
         self.cursors_saved(saved);
         Ok(())
+    }
+
+    /// Write transactions this connection committed (outcomes, retries,
+    /// cursors): each is one turn at the spool's write lock and one fsync.
+    pub fn commits(&self) -> u64 {
+        self.commits
     }
 
     /// The logged answers of one event at `destination`, oldest first:

@@ -42,6 +42,13 @@ impl Destination for Fake {
         (event.event_id.as_str() == "purchase-policy")
             .then(|| "not for this destination".to_owned())
     }
+    fn delivered_note(&self, event: &BusinessEvent) -> Option<&'static str> {
+        event
+            .event_id
+            .as_str()
+            .contains("limited")
+            .then_some("sent limited (test)")
+    }
     fn hold_until_ms(&self, event: &BusinessEvent) -> Option<i64> {
         (event.event_id.as_str() == "purchase-held").then(|| Ledger::now_ms() + 3_600_000)
     }
@@ -134,7 +141,7 @@ fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEv
             sent: Mutex::default(),
         }),
         lane,
-        ledger: Arc::new(Mutex::new(spool.ledger().unwrap())),
+        ledger: LedgerThread::start(spool.ledger().unwrap(), "test-ledger".into()).unwrap(),
         limiter: Arc::new(Limiter::new(NonZeroU32::new(1000).unwrap())),
         metrics: Arc::new(Metrics::default()),
         unrecorded: Mutex::default(),
@@ -630,13 +637,72 @@ async fn the_lane_writes_each_events_row_with_its_outcome() {
     assert_eq!((counts.pending, counts.delivered), (0, 3));
     // Recording stored the cursor as far as the last read had found rows.
     assert_eq!(stored_cursor(&s.spool, LaneKind::RealTime), Some(2));
-    s.lane.ledger.lock().unwrap().save_moved_cursors().unwrap();
+    s.lane
+        .with_ledger(|l| l.save_moved_cursors())
+        .await
+        .unwrap();
     assert_eq!(stored_cursor(&s.spool, LaneKind::RealTime), Some(3));
     let restarted = s.spool.delivery_ledger().unwrap();
     assert!(restarted
         .pending("fake", LaneKind::RealTime, Ledger::now_ms(), 10)
         .unwrap()
         .is_empty());
+}
+
+/// A request's outcome is one write transaction even when its events carry
+/// different notes (Meta's "sent limited" ones), and each row keeps its own
+/// note. Before, every noted event was a commit (and an fsync) of its own.
+#[tokio::test]
+async fn one_request_is_one_ledger_commit_whatever_its_notes() {
+    let s = setup(
+        Attempt::Delivered {
+            receipt: Some("fbtrace_id test".into()),
+        },
+        LaneKind::RealTime,
+        100,
+        &purchases(&[
+            "purchase-1",
+            "purchase-limited-2",
+            "purchase-3",
+            "purchase-limited-4",
+        ]),
+    );
+    assert_eq!(drain(&s.lane).await, Next::Wait);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![4]);
+    assert_eq!(
+        s.lane.metrics.ledger_commits.load(Ordering::Relaxed),
+        1,
+        "one commit for the request"
+    );
+    let conn = rusqlite::Connection::open(s.spool.path()).unwrap();
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare("SELECT e.event_id, d.state, d.reason FROM deliveries d JOIN events e USING (seq) ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let receipt = Some("fbtrace_id test".to_owned());
+    let limited = Some("sent limited (test); fbtrace_id test".to_owned());
+    let want = vec![
+        (
+            "purchase-1".to_owned(),
+            "delivered".to_owned(),
+            receipt.clone(),
+        ),
+        (
+            "purchase-limited-2".to_owned(),
+            "delivered".to_owned(),
+            limited.clone(),
+        ),
+        ("purchase-3".to_owned(), "delivered".to_owned(), receipt),
+        (
+            "purchase-limited-4".to_owned(),
+            "delivered".to_owned(),
+            limited,
+        ),
+    ];
+    assert_eq!(rows, want);
 }
 
 /// A lane none of whose kinds are spooled (purchases go real-time) reads
@@ -653,7 +719,10 @@ async fn a_lane_with_nothing_routed_to_it_moves_its_cursor_to_the_end() {
     assert_eq!(drain(&s.lane).await, Next::Wait);
     assert!(s.lane.dest.batches.lock().unwrap().is_empty());
     assert_eq!(stored_cursor(&s.spool, LaneKind::Batched), None);
-    s.lane.ledger.lock().unwrap().save_moved_cursors().unwrap();
+    s.lane
+        .with_ledger(|l| l.save_moved_cursors())
+        .await
+        .unwrap();
     assert_eq!(stored_cursor(&s.spool, LaneKind::Batched), Some(2));
     assert_eq!(ledger_rows(&s.spool), 0);
 }
