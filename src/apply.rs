@@ -377,6 +377,10 @@ impl Applier {
         let new_events = self.batch.new_events;
         self.batch = Batch::default();
         Metrics::add(&self.metrics.spool_commits, 1);
+        Metrics::add(
+            &self.metrics.spool_lock_wait_us,
+            self.writer.take_lock_wait().as_micros() as u64,
+        );
         Metrics::add(&self.metrics.events_spooled, new_events);
         self.metrics
             .checkpoint_lsn

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub google_request_status: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Spool commits.
     pub spool_commits: AtomicU64,
+    /// Time the apply loop waited to open batches (lanes' turns and the
+    /// spool's write lock), µs.
+    pub spool_lock_wait_us: AtomicU64,
     /// Write transactions of the delivery lanes (outcomes, retries, cursors).
     pub ledger_commits: AtomicU64,
     /// Replication (re)connections.
@@ -401,6 +404,12 @@ impl Metrics {
             "counter",
             "Spool commits.",
             get(&self.spool_commits),
+        );
+        line(
+            "capi_cdc_spool_lock_wait_ms_total",
+            "counter",
+            "Time the apply loop waited to open a spool batch while delivery lanes recorded outcomes (their turn, then the write lock), ms. It grows when delivery competes with the slot's drain.",
+            get(&self.spool_lock_wait_us) / 1000,
         );
         line(
             "capi_cdc_ledger_commits_total",

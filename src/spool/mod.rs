@@ -587,6 +587,32 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    /// The bundled SQLite is built with the flags in `.cargo/config.toml`:
+    /// a page cache (and its mutex) per connection, not one for the whole
+    /// process, and no global memory statistics. A build that lost them
+    /// (another `CARGO_HOME`, a changed `libsqlite3-sys`) fails here.
+    #[test]
+    fn sqlite_is_built_with_a_page_cache_per_connection() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "one shared page cache: {options:?}"
+        );
+        for want in ["DEFAULT_MEMSTATUS=0", "DISABLE_PAGECACHE_OVERFLOW_STATS"] {
+            assert!(
+                options.iter().any(|o| o == want),
+                "{want} missing: {options:?}"
+            );
+        }
+    }
+
     #[test]
     fn one_process_holds_the_spool() {
         let dir = tempfile::tempdir().unwrap();

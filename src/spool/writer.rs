@@ -26,6 +26,9 @@ pub struct SpoolWriter {
     cache: RefCell<LookupCache>,
     /// When waiting lanes were last let in before a batch.
     last_lane_turn: Option<Instant>,
+    /// Time spent waiting to open batches (lanes let in, the write lock
+    /// taken), not yet taken by [`SpoolWriter::take_lock_wait`].
+    lock_wait: Duration,
 }
 
 /// How often, at most, the apply loop lets waiting lanes take the write
@@ -52,6 +55,7 @@ impl SpoolWriter {
             destinations: Vec::new(),
             cache: RefCell::default(),
             last_lane_turn: None,
+            lock_wait: Duration::ZERO,
         })
     }
 
@@ -102,6 +106,12 @@ impl SpoolWriter {
         self.checkpoint
     }
 
+    /// How long opening batches waited since the last call: for lanes to
+    /// record outcomes, and for the write lock.
+    pub fn take_lock_wait(&mut self) -> Duration {
+        std::mem::take(&mut self.lock_wait)
+    }
+
     /// Whether a batch is open (written but not yet committed).
     pub fn in_batch(&self) -> bool {
         self.open
@@ -109,6 +119,7 @@ impl SpoolWriter {
 
     fn ensure_open(&mut self) -> Result<()> {
         if !self.open {
+            let started = Instant::now();
             // Lanes waiting to record outcomes go first, but at most once
             // per LANE_TURN_EVERY: the slot's drain keeps priority.
             if self
@@ -122,6 +133,7 @@ impl SpoolWriter {
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| self.spool.err(e))?;
             self.open = true;
+            self.lock_wait += started.elapsed();
         }
         Ok(())
     }
