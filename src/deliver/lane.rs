@@ -26,6 +26,15 @@ use crate::telemetry::Metrics;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Keep a margin so an event does not leave the window while in flight.
 const WINDOW_MARGIN_S: i64 = 300;
+/// A real-time lane whose newest due event committed longer ago than this
+/// is behind: a backlog drains (after an outage, a restart, a bulk load).
+const BEHIND: Duration = Duration::from_secs(1);
+/// While behind, a real-time lane sends a partial batch at most this often
+/// (a full one goes at once). Its events are old already; each request's
+/// outcome is a write transaction the slot's drain waits for, and in
+/// workload C the real-time lanes committed about once per spool commit.
+pub const BEHIND_PACE: Duration = Duration::from_millis(250);
+
 /// Requests a lane keeps in flight at once, each with different events:
 /// while the platform answers one, the lane records the last and reads the
 /// next.
@@ -152,6 +161,10 @@ struct Lane<D> {
     /// it, between its reads, so a read never sees an event leave this set
     /// before its outcome is in the ledger (or in `unrecorded`).
     in_flight: Mutex<HashSet<i64>>,
+    /// When this lane last handed a batch to a request.
+    last_send: Mutex<Option<Instant>>,
+    /// Whether its last read found it behind (see [`BEHIND`]).
+    behind: std::sync::atomic::AtomicBool,
 }
 
 type Flights = tokio::task::JoinSet<(Vec<i64>, Result<Next, SpoolError>)>;
@@ -182,6 +195,8 @@ pub async fn run<D: Destination>(
         metrics,
         unrecorded: Mutex::default(),
         in_flight: Mutex::default(),
+        last_send: Mutex::default(),
+        behind: Default::default(),
     });
     let name = lane.dest.name();
     let mut flights = Flights::new();
@@ -357,6 +372,17 @@ impl<D: Destination> Lane<D> {
                 return Ok(Prepared::Next(Next::Until(flush_at)));
             }
         }
+        // A real-time lane behind a backlog sends partial batches at most
+        // every BEHIND_PACE: count first, and read only a full batch early.
+        let paced_until = self.paced_until();
+        if let Some(until) = paced_until {
+            let (n, _) = self
+                .with_ledger(move |l| l.pending_summary(name, kind, now_ms, limit))
+                .await?;
+            if n < limit {
+                return Ok(Prepared::Next(Next::Until(until)));
+            }
+        }
         // Events in flight or delivered-but-unrecorded are still pending in
         // the ledger: read past them. One snapshot is enough: a request in
         // flight adds to `unrecorded` only events that are in `in_flight`,
@@ -374,6 +400,18 @@ impl<D: Destination> Lane<D> {
         due.truncate(limit);
         if due.is_empty() {
             return Ok(Prepared::Next(Next::Wait));
+        }
+        if self.lane == LaneKind::RealTime {
+            let newest_ms = due.iter().map(|p| p.event.commit_time_us / 1000).max();
+            let behind = newest_ms.is_some_and(|t| now_ms - t > BEHIND.as_millis() as i64);
+            self.behind
+                .store(behind, std::sync::atomic::Ordering::Relaxed);
+            if let (Some(until), true) = (
+                paced_until.or_else(|| self.paced_until()),
+                due.len() < limit,
+            ) {
+                return Ok(Prepared::Next(Next::Until(until)));
+            }
         }
         if self.lane == LaneKind::Batched && due.len() < limit {
             let oldest = due.iter().map(|p| p.spooled_at_ms).min().unwrap_or(now_ms);
@@ -420,7 +458,25 @@ impl<D: Destination> Lane<D> {
         if sendable.is_empty() {
             return Ok(Prepared::Next(Next::More));
         }
+        *self.last_send.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok(Prepared::Send(sendable))
+    }
+
+    /// Until when (ms) a real-time lane that is behind holds a partial
+    /// batch back; `None` if it is not behind or its pace allows a send.
+    fn paced_until(&self) -> Option<i64> {
+        if self.lane != LaneKind::RealTime
+            || !self.behind.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let since = self
+            .last_send
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())?;
+        let left = BEHIND_PACE.checked_sub(since).filter(|d| !d.is_zero())?;
+        Some(Ledger::now_ms() + left.as_millis() as i64 + 1)
     }
 
     /// Sends `batch`, bisecting on rejection.

@@ -97,7 +97,8 @@ fn event(id: &str, kind: &str, age_s: i64) -> BusinessEvent {
             .map_or(LaneKind::Batched, |c| c.lane),
         event_time_s: Ledger::now_ms() / 1000 - age_s,
         commit_lsn: Lsn(1),
-        commit_time_us: 1_000_000,
+        // Committed just now: a lane that keeps up (see `committed_long_ago`).
+        commit_time_us: Ledger::now_ms() * 1000,
         value: Some(Money::new("1.00", "USD").unwrap()),
         order_id: None,
         items: Vec::new(),
@@ -146,6 +147,8 @@ fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEv
         metrics: Arc::new(Metrics::default()),
         unrecorded: Mutex::default(),
         in_flight: Mutex::default(),
+        last_send: Mutex::default(),
+        behind: Default::default(),
     };
     Setup {
         lane,
@@ -703,6 +706,83 @@ async fn one_request_is_one_ledger_commit_whatever_its_notes() {
         ),
     ];
     assert_eq!(rows, want);
+}
+
+/// Spools `events` after what `setup` spooled.
+fn spool_more(spool: &Spool, events: &[BusinessEvent], lsn: u64) {
+    let mut writer = spool.writer().unwrap();
+    writer
+        .set_destinations(vec![LedgerTarget {
+            name: "fake",
+            lanes: BTreeMap::new(),
+        }])
+        .unwrap();
+    for e in events {
+        writer.insert_event(e).unwrap();
+    }
+    writer.commit(Lsn(lsn)).unwrap();
+}
+
+/// `events` as if committed long ago: read by a lane behind a backlog.
+fn committed_long_ago(mut events: Vec<BusinessEvent>) -> Vec<BusinessEvent> {
+    for e in &mut events {
+        e.commit_time_us = 1_000_000;
+    }
+    events
+}
+
+/// Behind a backlog (events committed long ago) the real-time lane sends a
+/// partial batch at most every BEHIND_PACE, and a full one at once.
+#[tokio::test]
+async fn a_real_time_lane_behind_a_backlog_paces_its_partial_batches() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        3,
+        &committed_long_ago(purchases(&["purchase-1", "purchase-2"])),
+    );
+    assert_eq!(s.lane.drain_once().await.unwrap(), Next::More);
+    spool_more(
+        &s.spool,
+        &committed_long_ago(purchases(&["purchase-3"])),
+        11,
+    );
+    let paced = s.lane.drain_once().await.unwrap();
+    assert!(matches!(paced, Next::Until(_)), "{paced:?}");
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2], "held back");
+    // A full batch is not held back.
+    spool_more(
+        &s.spool,
+        &committed_long_ago(purchases(&["purchase-4", "purchase-6"])),
+        12,
+    );
+    assert_eq!(s.lane.drain_once().await.unwrap(), Next::More);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2, 3]);
+    // Past the pace, the partial batch goes.
+    spool_more(
+        &s.spool,
+        &committed_long_ago(purchases(&["purchase-7"])),
+        13,
+    );
+    assert!(matches!(s.lane.drain_once().await.unwrap(), Next::Until(_)));
+    tokio::time::sleep(BEHIND_PACE).await;
+    assert_eq!(s.lane.drain_once().await.unwrap(), Next::More);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2, 3, 1]);
+}
+
+/// Fresh events (live traffic) are sent as soon as they are due.
+#[tokio::test]
+async fn a_real_time_lane_that_keeps_up_is_not_paced() {
+    let s = setup(
+        Attempt::DELIVERED,
+        LaneKind::RealTime,
+        3,
+        &purchases(&["purchase-1", "purchase-2"]),
+    );
+    assert_eq!(s.lane.drain_once().await.unwrap(), Next::More);
+    spool_more(&s.spool, &purchases(&["purchase-3"]), 11);
+    assert_eq!(s.lane.drain_once().await.unwrap(), Next::More);
+    assert_eq!(*s.lane.dest.batches.lock().unwrap(), vec![2, 1]);
 }
 
 /// A lane none of whose kinds are spooled (purchases go real-time) reads
