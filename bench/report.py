@@ -96,7 +96,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
             commits = last.get("capi_cdc_spool_commits_total", 0)
             lane_commits = last.get("capi_cdc_ledger_commits_total", 0)
             lock_ms = last.get("capi_cdc_spool_lock_wait_ms_total", 0)
-            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered, {commits} spool commits, {lane_commits} lane commits, apply loop waited {lock_ms} ms for the write lock", file=sys.stderr)
+            turn_ms = last.get("capi_cdc_spool_lane_turn_wait_ms_total", 0)
+            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered, {commits} spool commits, {lane_commits} lane commits, apply loop waited {lock_ms} ms for the write lock ({turn_ms} ms of it lanes' turns)", file=sys.stderr)
         if t_del is None and delivered >= args.delivered:
             t_del = now - args.t0
         if t_cp is not None and t_del is not None:
@@ -223,7 +224,7 @@ def cmd_wait_idle(args: argparse.Namespace) -> int:
                 m = scrape(f"http://{args.admin}/metrics")
                 if m.get("capi_cdc_checkpoint_lsn", 0) >= target:
                     t_cp = now - args.t0
-                    print(f"[wait] checkpoint reached after {t_cp:.3f} s, {m.get('capi_cdc_spool_commits_total', 0)} spool commits, {m.get('capi_cdc_ledger_commits_total', 0)} lane commits, apply loop waited {m.get('capi_cdc_spool_lock_wait_ms_total', 0)} ms for the write lock", file=sys.stderr)
+                    print(f"[wait] checkpoint reached after {t_cp:.3f} s, {m.get('capi_cdc_spool_commits_total', 0)} spool commits, {m.get('capi_cdc_ledger_commits_total', 0)} lane commits, apply loop waited {m.get('capi_cdc_spool_lock_wait_ms_total', 0)} ms for the write lock ({m.get('capi_cdc_spool_lane_turn_wait_ms_total', 0)} ms of it lanes' turns)", file=sys.stderr)
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             time.sleep(0.01)

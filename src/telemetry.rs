@@ -75,6 +75,8 @@ pub struct Metrics {
     /// Time the apply loop waited to open batches (lanes' turns and the
     /// spool's write lock), µs.
     pub spool_lock_wait_us: AtomicU64,
+    /// The part of it spent letting waiting lanes in first, µs.
+    pub spool_turn_wait_us: AtomicU64,
     /// Write transactions of the delivery lanes (outcomes, retries, cursors).
     pub ledger_commits: AtomicU64,
     /// Replication (re)connections.
@@ -410,6 +412,12 @@ impl Metrics {
             "counter",
             "Time the apply loop waited to open a spool batch while delivery lanes recorded outcomes (their turn, then the write lock), ms. It grows when delivery competes with the slot's drain.",
             get(&self.spool_lock_wait_us) / 1000,
+        );
+        line(
+            "capi_cdc_spool_lane_turn_wait_ms_total",
+            "counter",
+            "The part of capi_cdc_spool_lock_wait_ms_total spent letting waiting delivery lanes record first (at most 5 ms every 50 ms), ms.",
+            get(&self.spool_turn_wait_us) / 1000,
         );
         line(
             "capi_cdc_ledger_commits_total",

@@ -29,6 +29,8 @@ pub struct SpoolWriter {
     /// Time spent waiting to open batches (lanes let in, the write lock
     /// taken), not yet taken by [`SpoolWriter::take_lock_wait`].
     lock_wait: Duration,
+    /// The part of `lock_wait` spent letting lanes in.
+    turn_wait: Duration,
 }
 
 /// How often, at most, the apply loop lets waiting lanes take the write
@@ -56,6 +58,7 @@ impl SpoolWriter {
             cache: RefCell::default(),
             last_lane_turn: None,
             lock_wait: Duration::ZERO,
+            turn_wait: Duration::ZERO,
         })
     }
 
@@ -106,10 +109,14 @@ impl SpoolWriter {
         self.checkpoint
     }
 
-    /// How long opening batches waited since the last call: for lanes to
-    /// record outcomes, and for the write lock.
-    pub fn take_lock_wait(&mut self) -> Duration {
-        std::mem::take(&mut self.lock_wait)
+    /// How long opening batches waited since the last call (for lanes to
+    /// record outcomes, and for the write lock), and the part of it spent
+    /// letting waiting lanes in first.
+    pub fn take_lock_wait(&mut self) -> (Duration, Duration) {
+        (
+            std::mem::take(&mut self.lock_wait),
+            std::mem::take(&mut self.turn_wait),
+        )
     }
 
     /// Whether a batch is open (written but not yet committed).
@@ -128,6 +135,7 @@ impl SpoolWriter {
                 && self.spool.let_lanes_in()
             {
                 self.last_lane_turn = Some(Instant::now());
+                self.turn_wait += started.elapsed();
             }
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
