@@ -198,7 +198,6 @@ pub async fn run<D: Destination>(
         last_send: Mutex::default(),
         behind: Default::default(),
     });
-    let name = lane.dest.name();
     let mut flights = Flights::new();
     loop {
         if *shutdown.borrow() {

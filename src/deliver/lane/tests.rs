@@ -118,17 +118,7 @@ struct Setup {
 fn setup(answer: Attempt, lane: LaneKind, max_batch: usize, events: &[BusinessEvent]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
-    let mut writer = spool.writer().unwrap();
-    writer
-        .set_destinations(vec![LedgerTarget {
-            name: "fake",
-            lanes: BTreeMap::new(),
-        }])
-        .unwrap();
-    for e in events {
-        writer.insert_event(e).unwrap();
-    }
-    writer.commit(Lsn(10)).unwrap();
+    spool_more(&spool, events, 10);
     let lane = Lane {
         dest: Arc::new(Fake {
             poison: "purchase-5",
@@ -708,7 +698,8 @@ async fn one_request_is_one_ledger_commit_whatever_its_notes() {
     assert_eq!(rows, want);
 }
 
-/// Spools `events` after what `setup` spooled.
+/// Spools `events` (routed to the fake destination's lanes) and commits
+/// the checkpoint `lsn`.
 fn spool_more(spool: &Spool, events: &[BusinessEvent], lsn: u64) {
     let mut writer = spool.writer().unwrap();
     writer
