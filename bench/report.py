@@ -10,6 +10,8 @@ Subcommands:
   sandbox-check ...             read the sandbox back once: counts per id
                                 range, and commit → delivery latency
   render RESULTS                print the Markdown results table
+  offcpu ...                    where a process's threads were off their
+                                core, from `perf script` of sched_switch
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import socket
 import sys
 import time
@@ -97,7 +100,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
             lane_commits = last.get("capi_cdc_ledger_commits_total", 0)
             lock_ms = last.get("capi_cdc_spool_lock_wait_ms_total", 0)
             turn_ms = last.get("capi_cdc_spool_lane_turn_wait_ms_total", 0)
-            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered, {commits} spool commits, {lane_commits} lane commits, apply loop waited {lock_ms} ms for the write lock ({turn_ms} ms of it lanes' turns)", file=sys.stderr)
+            restart_ms = last.get("capi_cdc_spool_wal_restart_ms_total", 0)
+            restarts = last.get("capi_cdc_spool_wal_restarts_total", 0)
+            print(f"[wait] checkpoint reached after {t_cp:.3f} s with {delivered} delivered, {commits} spool commits, {lane_commits} lane commits, apply loop waited {lock_ms} ms for the write lock ({turn_ms} ms of it lanes' turns), {restart_ms} ms restarting the WAL ({restarts} restarts)", file=sys.stderr)
         if t_del is None and delivered >= args.delivered:
             t_del = now - args.t0
         if t_cp is not None and t_del is not None:
@@ -224,7 +229,7 @@ def cmd_wait_idle(args: argparse.Namespace) -> int:
                 m = scrape(f"http://{args.admin}/metrics")
                 if m.get("capi_cdc_checkpoint_lsn", 0) >= target:
                     t_cp = now - args.t0
-                    print(f"[wait] checkpoint reached after {t_cp:.3f} s, {m.get('capi_cdc_spool_commits_total', 0)} spool commits, {m.get('capi_cdc_ledger_commits_total', 0)} lane commits, apply loop waited {m.get('capi_cdc_spool_lock_wait_ms_total', 0)} ms for the write lock ({m.get('capi_cdc_spool_lane_turn_wait_ms_total', 0)} ms of it lanes' turns)", file=sys.stderr)
+                    print(f"[wait] checkpoint reached after {t_cp:.3f} s, {m.get('capi_cdc_spool_commits_total', 0)} spool commits, {m.get('capi_cdc_ledger_commits_total', 0)} lane commits, apply loop waited {m.get('capi_cdc_spool_lock_wait_ms_total', 0)} ms for the write lock ({m.get('capi_cdc_spool_lane_turn_wait_ms_total', 0)} ms of it lanes' turns), {m.get('capi_cdc_spool_wal_restart_ms_total', 0)} ms restarting the WAL ({m.get('capi_cdc_spool_wal_restarts_total', 0)} restarts)", file=sys.stderr)
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             time.sleep(0.01)
@@ -564,6 +569,98 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+SWITCH = re.compile(r"\s(\d+)\s+\[\d+\]\s+([\d.]+):\s+sched:sched_switch:\s+(.*)$")
+HASH = re.compile(r"::h[0-9a-f]{16}$")
+
+
+def frame_name(line: str) -> tuple[str, bool]:
+    """(function, is_kernel) of one `perf script` stack line."""
+    parts = line.strip().split(None, 1)
+    rest = parts[1] if len(parts) > 1 else ""
+    kernel = "kernel.kallsyms" in rest
+    name = rest.rsplit(" (", 1)[0]
+    name = re.sub(r"\+0x[0-9a-f]+$", "", name)
+    return HASH.sub("", name), kernel
+
+
+def cmd_offcpu(args: argparse.Namespace) -> int:
+    """Off-CPU time per thread of one process and, for its busiest waiters,
+    per stack: from `perf record -a -e sched:sched_switch -g` turned into
+    text by `perf script`. A thread's time off its core runs from its
+    switch-out (whose stack says why) to its next switch-in. "sleep" is a
+    switch-out in state S or D (it waited for something), "preempted" one
+    in state R (it was runnable, and waited for a core)."""
+    tids: dict[int, str] = {}
+    with open(args.tids) as f:
+        for line in f:
+            tid, _, comm = line.strip().partition(" ")
+            if tid:
+                tids[int(tid)] = comm
+    out: dict[int, tuple[float, tuple[str, ...], str]] = {}
+    per_thread: dict[int, dict[str, float]] = {}
+    per_stack: dict[int, dict[tuple[str, ...], list[float]]] = {}
+    first = last = None
+
+    def events():
+        header = None
+        stack: list[str] = []
+        with open(args.script, errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    if header:
+                        yield header, stack
+                    header, stack = None, []
+                elif line[0] in " \t" and header:
+                    stack.append(line)
+                else:
+                    m = SWITCH.search(line)
+                    if header:
+                        yield header, stack
+                    header, stack = m, []
+        if header:
+            yield header, stack
+
+    for m, stack in events():
+        ts = float(m.group(2))
+        first = ts if first is None else first
+        last = ts
+        fields = dict(kv.split("=", 1) for kv in re.findall(r"(\w+=\S+)", m.group(3)))
+        prev, nxt = int(fields.get("prev_pid", -1)), int(fields.get("next_pid", -1))
+        if prev in tids:
+            frames = [frame_name(l) for l in stack]
+            syscall = next((n for n, k in frames if k and n.startswith("__x64_sys_")), "")
+            user = [n for n, k in frames if not k][: args.depth]
+            key = tuple(([syscall[len("__x64_sys_"):]] if syscall else []) + user)
+            out[prev] = (ts, key, fields.get("prev_state", "?"))
+        if nxt in out:
+            t0, key, state = out.pop(nxt)
+            ms = (ts - t0) * 1000.0
+            kind = "preempted" if state.startswith("R") else "sleep"
+            d = per_thread.setdefault(nxt, {"sleep": 0.0, "preempted": 0.0, "n": 0})
+            d[kind] += ms
+            d["n"] += 1
+            st = per_stack.setdefault(nxt, {}).setdefault((kind,) + key, [0.0, 0])
+            st[0] += ms
+            st[1] += 1
+    span = ((last or 0) - (first or 0)) * 1000.0
+    print(f"off-CPU time of {len(tids)} threads over {span:.0f} ms of trace")
+    print()
+    print("| thread | tid | asleep ms | preempted ms | switches |")
+    print("|---|---|---|---|---|")
+    order = sorted(per_thread, key=lambda t: -(per_thread[t]["sleep"] + per_thread[t]["preempted"]))
+    for tid in order:
+        d = per_thread[tid]
+        print(f"| {tids[tid]} | {tid} | {d['sleep']:.0f} | {d['preempted']:.0f} | {d['n']} |")
+    wanted = [t for t in order if not args.thread or t == args.thread][: args.threads]
+    for tid in wanted:
+        print()
+        print(f"thread {tids[tid]} ({tid}), top stacks by time off its core:")
+        stacks = sorted(per_stack[tid].items(), key=lambda kv: -kv[1][0])[: args.top]
+        for key, (ms, n) in stacks:
+            print(f"  {ms:8.1f} ms {n:6d}x  {key[0]}: " + " <- ".join(key[1:]))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -614,6 +711,14 @@ def main() -> int:
     s.add_argument("results")
     s.add_argument("--out")
     s.set_defaults(fn=cmd_render)
+    s = sub.add_parser("offcpu")
+    s.add_argument("--script", required=True, help="`perf script` output of sched:sched_switch")
+    s.add_argument("--tids", required=True, help="file of 'tid comm' lines: the threads to account")
+    s.add_argument("--thread", type=int, help="only this tid's stacks")
+    s.add_argument("--threads", type=int, default=3, help="stacks of this many threads")
+    s.add_argument("--top", type=int, default=15)
+    s.add_argument("--depth", type=int, default=6, help="user-space frames per stack")
+    s.set_defaults(fn=cmd_offcpu)
     args = p.parse_args()
     return args.fn(args)
 

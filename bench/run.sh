@@ -261,13 +261,29 @@ perf_start() { # label
     # BENCH_PERF_ALL=1: every process on the machine (the walsender too), not only capi-cdc.
     local target=(-p "$CAPI_PID")
     [[ -n "${BENCH_PERF_ALL:-}" ]] && target=(-a)
-    perf record -F 999 -g "${target[@]}" -o "$WORK/$1.perf.data" >"$WORK/$1.perf.log" 2>&1 &
+    # BENCH_PERF_OFFCPU=1: every context switch of the machine instead of CPU samples,
+    # to account where capi-cdc's threads wait (report.py offcpu).
+    local what=(-F 999)
+    [[ -n "${BENCH_PERF_OFFCPU:-}" ]] && { what=(-e sched:sched_switch); target=(-a); }
+    # BENCH_PERF_CALLGRAPH=dwarf: stacks through Rust code built without frame pointers.
+    perf record "${what[@]}" --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" "${target[@]}" -o "$WORK/$1.perf.data" >"$WORK/$1.perf.log" 2>&1 &
     PERF_PID=$!
 }
 perf_stop() { # label
     [[ -n "$PERF_PID" ]] || return 0
     kill -INT "$PERF_PID"; wait "$PERF_PID" || true
     PERF_PID=""
+    if [[ -n "${BENCH_PERF_OFFCPU:-}" ]]; then
+        local t
+        for t in /proc/"$CAPI_PID"/task/*; do echo "${t##*/} $(cat "$t/comm")"; done >"$WORK/$1.tids"
+        cp "$WORK/$1.tids" "$BENCH_PERF.tids"
+        perf script -i "$WORK/$1.perf.data" >"$WORK/$1.perf.script" 2>/dev/null || log "perf script failed"
+        "${REPORT[@]}" offcpu --script "$WORK/$1.perf.script" --tids "$WORK/$1.tids" >"$BENCH_PERF" \
+            || log "report.py offcpu failed"
+        cp "$WORK/$1.perf.data" "$BENCH_PERF.data" 2>/dev/null || true
+        log "$1: off-CPU profile of the backlog drain in $BENCH_PERF"
+        return 0
+    fi
     perf report -i "$WORK/$1.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.4 \
         >"$BENCH_PERF" 2>/dev/null || log "perf report failed"
     # Samples per process and thread: who had the cores.

@@ -377,9 +377,20 @@ impl Applier {
         let new_events = self.batch.new_events;
         self.batch = Batch::default();
         Metrics::add(&self.metrics.spool_commits, 1);
-        let (waited, turns) = self.writer.take_lock_wait();
-        Metrics::add(&self.metrics.spool_lock_wait_us, waited.as_micros() as u64);
-        Metrics::add(&self.metrics.spool_turn_wait_us, turns.as_micros() as u64);
+        let waits = self.writer.take_waits();
+        Metrics::add(
+            &self.metrics.spool_lock_wait_us,
+            waits.lock.as_micros() as u64,
+        );
+        Metrics::add(
+            &self.metrics.spool_turn_wait_us,
+            waits.turns.as_micros() as u64,
+        );
+        Metrics::add(
+            &self.metrics.wal_restart_us,
+            waits.restart.as_micros() as u64,
+        );
+        Metrics::add(&self.metrics.wal_restarts, waits.restarts);
         Metrics::add(&self.metrics.events_spooled, new_events);
         self.metrics
             .checkpoint_lsn

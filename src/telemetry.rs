@@ -77,6 +77,10 @@ pub struct Metrics {
     pub spool_lock_wait_us: AtomicU64,
     /// The part of it spent letting waiting lanes in first, µs.
     pub spool_turn_wait_us: AtomicU64,
+    /// Time the apply loop spent making the spool's WAL start over, µs.
+    pub wal_restart_us: AtomicU64,
+    /// Times the apply loop made the spool's WAL start over.
+    pub wal_restarts: AtomicU64,
     /// Write transactions of the delivery lanes (outcomes, retries, cursors).
     pub ledger_commits: AtomicU64,
     /// Replication (re)connections.
@@ -418,6 +422,18 @@ impl Metrics {
             "counter",
             "The part of capi_cdc_spool_lock_wait_ms_total spent letting waiting delivery lanes record first (at most 5 ms every 50 ms), ms.",
             get(&self.spool_turn_wait_us) / 1000,
+        );
+        line(
+            "capi_cdc_spool_wal_restart_ms_total",
+            "counter",
+            "Time the apply loop spent, between batches, copying the spool's write-ahead log back and making it start over (asked once it is past 16 MB), ms.",
+            get(&self.wal_restart_us) / 1000,
+        );
+        line(
+            "capi_cdc_spool_wal_restarts_total",
+            "counter",
+            "Times the apply loop made the spool's write-ahead log start over.",
+            get(&self.wal_restarts),
         );
         line(
             "capi_cdc_ledger_commits_total",

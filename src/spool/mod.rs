@@ -28,7 +28,7 @@ pub mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ pub use ledger::{
     Breakdown, DeadFilter, DeadLetter, DeliveryState, Ledger, LedgerCounts, LedgerRow, Outcome,
     PendingEvent,
 };
-pub use writer::{LedgerTarget, SpoolWriter};
+pub use writer::{LedgerTarget, SpoolWriter, Waits};
 
 use crate::lsn::Lsn;
 
@@ -73,6 +73,23 @@ fn wait_for_lock(attempts: i32) -> bool {
     std::thread::sleep(BUSY_STEP);
     true
 }
+
+/// Like [`wait_for_lock`], for at most [`RESTART_PATIENCE`]: the apply
+/// loop's restart of the WAL gives up rather than wait long for a lane.
+fn wait_briefly(attempts: i32) -> bool {
+    let attempts = u64::try_from(attempts).unwrap_or(0);
+    if Duration::from_micros(attempts.saturating_mul(BUSY_STEP.as_micros() as u64))
+        >= RESTART_PATIENCE
+    {
+        return false;
+    }
+    std::thread::sleep(BUSY_STEP);
+    true
+}
+
+/// How long the writer's restart of the WAL waits for a lane's write lock
+/// or reads before it settles for a copy.
+const RESTART_PATIENCE: Duration = Duration::from_millis(50);
 
 /// One step of [`wait_for_lock`].
 const BUSY_STEP: Duration = Duration::from_micros(500);
@@ -146,6 +163,9 @@ pub struct Spool {
     /// Delivery lanes waiting to record outcomes: the apply loop lets them
     /// in before it opens its next batch (see [`LaneTurn`]).
     lanes_waiting: Arc<AtomicUsize>,
+    /// Set by [`wal::run`] when the log should start over: the writer does
+    /// it before its next batch, when it holds no lock (see `wal.rs`).
+    restart_wanted: Arc<AtomicBool>,
 }
 
 /// A delivery lane's claim to the write lock between two of the apply
@@ -290,6 +310,7 @@ impl Spool {
             path: file.to_path_buf(),
             lookups_pruned: Arc::default(),
             lanes_waiting: Arc::default(),
+            restart_wanted: Arc::default(),
         };
         let conn = spool.connect()?;
         conn.execute_batch(SCHEMA).map_err(|e| spool.err(e))?;
@@ -366,6 +387,21 @@ impl Spool {
             std::thread::sleep(Duration::from_micros(100));
         }
         true
+    }
+
+    /// Asks the writer to make the WAL start over before its next batch.
+    pub(crate) fn want_restart(&self) {
+        self.restart_wanted.store(true, Ordering::Release);
+    }
+
+    /// Whether a restart asked for is still not done.
+    pub(crate) fn restart_pending(&self) -> bool {
+        self.restart_wanted.load(Ordering::Acquire)
+    }
+
+    /// Takes the request to restart the WAL, if there is one.
+    pub(crate) fn take_restart(&self) -> bool {
+        self.restart_wanted.swap(false, Ordering::AcqRel)
     }
 
     /// Lookup rows were pruned (called after the pruning commit).

@@ -14,12 +14,25 @@
 //! reads from it, and with the lanes reading all the time that moment never
 //! comes. The log then grew past 300 MB during workload A, and every page
 //! read got slower with it (each read searches the log's index). So once the
-//! log is longer than [`RESTART_AT_PAGES`], the copy is a `RESTART`: it waits
-//! (in the spool's 0.5 ms lock steps) for the readers of the log to finish
-//! and makes the next commit start the log over; that commit gives the
-//! file's space past `journal_size_limit` (64 MB, every connection) back.
+//! log is longer than [`RESTART_AT_PAGES`], it is made to start over with a
+//! `RESTART` copy: one that takes the write lock, copies what is left, and
+//! waits (in the spool's 0.5 ms lock steps) for the readers of the log to
+//! finish; the next commit then writes the log from its beginning and gives
+//! the file's space past `journal_size_limit` (64 MB) back.
+//!
+//! **The writer restarts, not this task.** During a backlog the apply loop
+//! holds the write lock almost all the time. A `RESTART` from this task
+//! polled for the lock (2,233 sleeps in A0's 3.5 s drain), and once it had
+//! it, the apply loop's next batch polled in turn while it copied and
+//! fsynced: the off-CPU profile of A0 (no lane at all) put 261 ms of the
+//! apply thread's drain there (bench/RESULTS.md, eighth session). So this
+//! task only asks ([`Spool::want_restart`]), and the writer restarts before
+//! its next batch, between two of its own (when it holds no lock, and has
+//! only the frames of its last commits left to copy). A writer that opens
+//! no batch within [`HAND_OFF_FOR`] (the stream is idle, the lanes write)
+//! leaves it to this task again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::watch;
@@ -37,6 +50,9 @@ pub const RESTART_AT_PAGES: i64 = 4096;
 /// passive copy could not copy all of it (a reader on an old snapshot).
 pub const FORCE_RESTART_AT_PAGES: i64 = 4 * RESTART_AT_PAGES;
 
+/// How long a restart asked of the writer may wait before this task does it.
+pub const HAND_OFF_FOR: Duration = Duration::from_millis(500);
+
 /// What one copy found and did (in pages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
@@ -48,35 +64,44 @@ pub struct Copied {
     pub restarted: bool,
 }
 
-/// One copy: passive (it never waits for or blocks a writer or reader),
-/// then a restart if the log is longer than [`RESTART_AT_PAGES`] and the
-/// passive copy left nothing to copy, or longer than
-/// [`FORCE_RESTART_AT_PAGES`].
+/// Whether a log calls for a restart, after a passive copy: longer than
+/// [`RESTART_AT_PAGES`] and copied whole, or longer than
+/// [`FORCE_RESTART_AT_PAGES`] whatever was left (a reader on an old
+/// snapshot keeps frames from the copy).
 ///
-/// A restart holds the write lock while it runs, so the apply loop's next
-/// batch waits for it. With frames left to copy it copies them and fsyncs
-/// the spool file under that lock: in workload A0 (no lanes at all) the
-/// apply loop waited 418 ms of a 3.9 s drain for it (bench/RESULTS.md).
-/// After a complete passive copy it only waits for readers to move on.
-pub fn copy_once(conn: &Connection) -> rusqlite::Result<Copied> {
-    let run = |mode: &str| {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            Ok((
-                r.get::<_, i64>(0)? == 0,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-    };
-    let (_, log, copied) = run("PASSIVE")?;
-    if log < RESTART_AT_PAGES || (copied < log && log < FORCE_RESTART_AT_PAGES) {
-        return Ok(Copied {
-            log,
-            copied,
-            restarted: false,
-        });
-    }
-    let (done, _, copied) = run("RESTART")?;
+/// After a complete passive copy a restart only copies what was committed
+/// since and waits for readers to move on; with frames left it copies them
+/// and fsyncs the spool file under the write lock, which every writer then
+/// waits for.
+fn restart_due(c: &Copied) -> bool {
+    c.log >= RESTART_AT_PAGES && (c.copied == c.log || c.log >= FORCE_RESTART_AT_PAGES)
+}
+
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((
+            r.get::<_, i64>(0)? == 0,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })
+}
+
+/// A passive copy: it never waits for or blocks a writer or reader.
+pub fn copy_passive(conn: &Connection) -> rusqlite::Result<Copied> {
+    let (_, log, copied) = checkpoint(conn, "PASSIVE")?;
+    Ok(Copied {
+        log,
+        copied,
+        restarted: false,
+    })
+}
+
+/// A restart: copies what is left and makes the next commit write the log
+/// from its beginning, waiting (with `conn`'s busy handler) for the write
+/// lock and for readers of the log; `restarted` says whether it got there.
+pub fn restart(conn: &Connection) -> rusqlite::Result<Copied> {
+    let (done, log, copied) = checkpoint(conn, "RESTART")?;
     Ok(Copied {
         log,
         copied,
@@ -84,9 +109,56 @@ pub fn copy_once(conn: &Connection) -> rusqlite::Result<Copied> {
     })
 }
 
+/// One copy on this connection: passive, then a restart here if one is
+/// due (for a caller with nobody to hand it to).
+pub fn copy_once(conn: &Connection) -> rusqlite::Result<Copied> {
+    let passive = copy_passive(conn)?;
+    if !restart_due(&passive) {
+        return Ok(passive);
+    }
+    Ok(Copied {
+        log: passive.log,
+        ..restart(conn)?
+    })
+}
+
+/// One round of [`run`]: a passive copy; a restart it calls for is asked of
+/// the writer, and done here only once the writer left it for `patience`.
+/// `asked` is when this task asked, while the request is open.
+pub fn copy_round(
+    spool: &Spool,
+    conn: &Connection,
+    asked: &mut Option<Instant>,
+    patience: Duration,
+) -> rusqlite::Result<Copied> {
+    if asked.is_some() && !spool.restart_pending() {
+        *asked = None; // the writer did it
+    }
+    let passive = copy_passive(conn)?;
+    if !restart_due(&passive) {
+        return Ok(passive);
+    }
+    match *asked {
+        None => {
+            spool.want_restart();
+            *asked = Some(Instant::now());
+            Ok(passive)
+        }
+        Some(t) if t.elapsed() >= patience && spool.take_restart() => {
+            *asked = None;
+            Ok(Copied {
+                log: passive.log,
+                ..restart(conn)?
+            })
+        }
+        Some(_) => Ok(passive),
+    }
+}
+
 /// Copies the WAL back every [`EVERY`] until `shutdown`.
 pub async fn run(spool: Spool, mut shutdown: watch::Receiver<bool>) {
     let mut conn: Option<Connection> = None;
+    let mut asked: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -98,12 +170,15 @@ pub async fn run(spool: Spool, mut shutdown: watch::Receiver<bool>) {
                 Some(c) => c,
                 None => s.connect()?,
             };
-            copy_once(&c).map_err(|e| s.err(e))?;
-            Ok::<_, super::SpoolError>(c)
+            copy_round(&s, &c, &mut asked, HAND_OFF_FOR).map_err(|e| s.err(e))?;
+            Ok::<_, super::SpoolError>((c, asked))
         })
         .await;
         match done {
-            Ok(Ok(c)) => conn = Some(c),
+            Ok(Ok((c, a))) => {
+                conn = Some(c);
+                asked = a;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "copying the spool's WAL back failed; retrying at the next interval")
             }
@@ -119,12 +194,8 @@ mod tests {
     use crate::lsn::Lsn;
 
     /// Commits `batches` batches of 200 lookup rows (2 kB each, about 100
-    /// pages a batch), then runs one copy on a fresh connection.
-    fn write_then_copy(spool: &Spool, batches: u64, leave_to_others: bool) -> Copied {
-        let mut w = spool.writer().unwrap();
-        if leave_to_others {
-            w.leave_wal_copy_to_others().unwrap();
-        }
+    /// pages a batch) through `w`.
+    fn write_batches(w: &mut crate::spool::SpoolWriter, batches: u64) {
         let mut entry = Entry::default();
         entry.fields.insert("key".into(), "k".into());
         entry.fields.insert("pad".into(), "x".repeat(2000));
@@ -141,7 +212,108 @@ mod tests {
             }
             w.commit(Lsn(base + batch + 1)).unwrap();
         }
+    }
+
+    /// [`write_batches`] through a new writer, then one copy on a fresh
+    /// connection.
+    fn write_then_copy(spool: &Spool, batches: u64, leave_to_others: bool) -> Copied {
+        let mut w = spool.writer().unwrap();
+        if leave_to_others {
+            w.leave_wal_copy_to_others().unwrap();
+        }
+        write_batches(&mut w, batches);
         copy_once(&spool.connect().unwrap()).unwrap()
+    }
+
+    /// The copier asks; the writer restarts the log before its next batch.
+    #[test]
+    fn the_copier_asks_the_writer_to_restart_the_log_before_its_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let mut w = spool.writer().unwrap();
+        w.leave_wal_copy_to_others().unwrap();
+        write_batches(&mut w, 40);
+        let copier = spool.connect().unwrap();
+        let mut asked = None;
+        let patience = Duration::from_secs(600);
+        let long = copy_round(&spool, &copier, &mut asked, patience).unwrap();
+        assert!(long.log > RESTART_AT_PAGES, "{long:?}");
+        assert_eq!(long.copied, long.log, "{long:?}");
+        assert!(!long.restarted, "asked, not done: {long:?}");
+        assert!(spool.restart_pending() && asked.is_some());
+        // Within its patience the copier does not restart it itself.
+        let again = copy_round(&spool, &copier, &mut asked, patience).unwrap();
+        assert!(!again.restarted && spool.restart_pending(), "{again:?}");
+        // The writer's next batch restarts the log first...
+        assert_eq!(w.take_waits().restarts, 0);
+        write_batches(&mut w, 1);
+        let waits = w.take_waits();
+        assert_eq!(waits.restarts, 1, "{waits:?}");
+        assert!(waits.restart > Duration::ZERO, "{waits:?}");
+        assert!(!spool.restart_pending());
+        // ...so that batch was written at the log's beginning.
+        let short = copy_round(&spool, &copier, &mut asked, patience).unwrap();
+        assert!(short.log < 500, "the log started over: {short:?}");
+        assert!(asked.is_none() && !spool.restart_pending());
+    }
+
+    /// A writer that opens no batch (an idle stream) leaves the restart to
+    /// the copier once its patience is over.
+    #[test]
+    fn a_restart_the_writer_does_not_take_is_done_by_the_copier() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let mut w = spool.writer().unwrap();
+        w.leave_wal_copy_to_others().unwrap();
+        write_batches(&mut w, 40);
+        let copier = spool.connect().unwrap();
+        let mut asked = None;
+        let first = copy_round(&spool, &copier, &mut asked, Duration::ZERO).unwrap();
+        assert!(!first.restarted && spool.restart_pending(), "{first:?}");
+        let second = copy_round(&spool, &copier, &mut asked, Duration::ZERO).unwrap();
+        assert!(second.restarted, "{second:?}");
+        assert!(!spool.restart_pending() && asked.is_none());
+        write_batches(&mut w, 1);
+        assert_eq!(w.take_waits().restarts, 0, "nothing left to ask");
+    }
+
+    /// The writer's restart waits for a reader at most RESTART_PATIENCE,
+    /// and its batch then goes on (the copier asks again while the log is
+    /// long).
+    #[test]
+    fn the_writers_restart_does_not_wait_long_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let mut w = spool.writer().unwrap();
+        w.leave_wal_copy_to_others().unwrap();
+        write_batches(&mut w, 40);
+        let copier = spool.connect().unwrap();
+        let mut asked = None;
+        copy_round(&spool, &copier, &mut asked, Duration::from_secs(600)).unwrap();
+        assert!(spool.restart_pending());
+        // Another commit, so that a reader then reads from the log (one
+        // that began on a log copied whole would read the file only).
+        let other = spool.connect().unwrap();
+        other
+            .execute_batch(
+                "PRAGMA wal_autocheckpoint = 0; INSERT INTO meta (key, value) VALUES ('t', 'x')",
+            )
+            .unwrap();
+        let reader = spool.connect().unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM lookup_rows", [], |r| r.get(0))
+            .unwrap();
+        write_batches(&mut w, 1);
+        let waits = w.take_waits();
+        assert_eq!(waits.restarts, 0, "the reader holds the log: {waits:?}");
+        assert!(
+            waits.restart >= super::super::RESTART_PATIENCE,
+            "it waited for the reader: {waits:?}"
+        );
+        assert!(waits.restart < Duration::from_secs(2), "{waits:?}");
+        reader.execute_batch("COMMIT").unwrap();
+        assert!(!spool.restart_pending(), "the request was taken");
     }
 
     #[test]

@@ -27,10 +27,27 @@ pub struct SpoolWriter {
     /// When waiting lanes were last let in before a batch.
     last_lane_turn: Option<Instant>,
     /// Time spent waiting to open batches (lanes let in, the write lock
-    /// taken), not yet taken by [`SpoolWriter::take_lock_wait`].
+    /// taken), not yet taken by [`SpoolWriter::take_waits`].
     lock_wait: Duration,
     /// The part of `lock_wait` spent letting lanes in.
     turn_wait: Duration,
+    /// Time spent restarting the WAL before batches, and restarts done.
+    restart_wait: Duration,
+    restarts: u64,
+}
+
+/// What opening batches waited for, since the last
+/// [`SpoolWriter::take_waits`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// Letting lanes in, then taking the write lock.
+    pub lock: Duration,
+    /// The part of `lock` spent letting lanes in.
+    pub turns: Duration,
+    /// Restarting the WAL (asked by `wal::run`), apart from `lock`.
+    pub restart: Duration,
+    /// Restarts that made the log start over.
+    pub restarts: u64,
 }
 
 /// How often, at most, the apply loop lets waiting lanes take the write
@@ -59,6 +76,8 @@ impl SpoolWriter {
             last_lane_turn: None,
             lock_wait: Duration::ZERO,
             turn_wait: Duration::ZERO,
+            restart_wait: Duration::ZERO,
+            restarts: 0,
         })
     }
 
@@ -109,14 +128,42 @@ impl SpoolWriter {
         self.checkpoint
     }
 
-    /// How long opening batches waited since the last call (for lanes to
-    /// record outcomes, and for the write lock), and the part of it spent
-    /// letting waiting lanes in first.
-    pub fn take_lock_wait(&mut self) -> (Duration, Duration) {
-        (
-            std::mem::take(&mut self.lock_wait),
-            std::mem::take(&mut self.turn_wait),
-        )
+    /// What opening batches waited for since the last call.
+    pub fn take_waits(&mut self) -> Waits {
+        Waits {
+            lock: std::mem::take(&mut self.lock_wait),
+            turns: std::mem::take(&mut self.turn_wait),
+            restart: std::mem::take(&mut self.restart_wait),
+            restarts: std::mem::take(&mut self.restarts),
+        }
+    }
+
+    /// Makes the WAL start over if `wal::run` asked: between batches this
+    /// connection holds no lock and has only its last commits left to copy
+    /// (see `wal.rs`). Waits for lanes at most `RESTART_PATIENCE`; a
+    /// restart that could not finish was still a copy, and is asked again.
+    fn restart_wal_if_asked(&mut self) -> Result<()> {
+        if !self.spool.take_restart() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.conn
+            .busy_handler(Some(super::wait_briefly))
+            .map_err(|e| self.err(e))?;
+        let done = super::wal::restart(&self.conn);
+        self.conn
+            .busy_handler(Some(super::wait_for_lock))
+            .map_err(|e| self.err(e))?;
+        match done {
+            Ok(c) if c.restarted => self.restarts += 1,
+            Ok(_) => {}
+            // Not fatal: the log only stays long until the next request.
+            Err(e) => {
+                tracing::warn!(error = %self.err(e), "restarting the spool's WAL failed; it is asked again later")
+            }
+        }
+        self.restart_wait += started.elapsed();
+        Ok(())
     }
 
     /// Whether a batch is open (written but not yet committed).
@@ -126,6 +173,7 @@ impl SpoolWriter {
 
     fn ensure_open(&mut self) -> Result<()> {
         if !self.open {
+            self.restart_wal_if_asked()?;
             let started = Instant::now();
             // Lanes waiting to record outcomes go first, but at most once
             // per LANE_TURN_EVERY: the slot's drain keeps priority.
