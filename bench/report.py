@@ -268,6 +268,62 @@ def cmd_wait_idle(args: argparse.Namespace) -> int:
     return 1
 
 
+def msgpack(data: bytes, i: int = 0) -> tuple[object, int]:
+    """One MessagePack value at data[i:] and the offset after it: enough of
+    the format for the spool's payloads (spool/payload.rs), stdlib only."""
+    import struct
+    b = data[i]
+    i += 1
+    if b <= 0x7F:
+        return b, i
+    if b >= 0xE0:
+        return b - 0x100, i
+    if 0xA0 <= b <= 0xBF or b in (0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6):
+        if 0xA0 <= b <= 0xBF:
+            n = b & 0x1F
+        else:
+            width = {0xD9: 1, 0xC4: 1, 0xDA: 2, 0xC5: 2, 0xDB: 4, 0xC6: 4}[b]
+            n = int.from_bytes(data[i:i + width], "big")
+            i += width
+        raw = data[i:i + n]
+        return (raw if b in (0xC4, 0xC5, 0xC6) else raw.decode()), i + n
+    if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF) or 0x90 <= b <= 0x9F or b in (0xDC, 0xDD):
+        if 0x80 <= b <= 0x8F or 0x90 <= b <= 0x9F:
+            n = b & 0x0F
+        else:
+            width = 2 if b in (0xDE, 0xDC) else 4
+            n = int.from_bytes(data[i:i + width], "big")
+            i += width
+        if b in (0xDE, 0xDF) or 0x80 <= b <= 0x8F:
+            out: dict[object, object] = {}
+            for _ in range(n):
+                k, i = msgpack(data, i)
+                out[k], i = msgpack(data, i)
+            return out, i
+        items = []
+        for _ in range(n):
+            v, i = msgpack(data, i)
+            items.append(v)
+        return items, i
+    fixed = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q", 0xD0: ">b", 0xD1: ">h",
+             0xD2: ">i", 0xD3: ">q", 0xCA: ">f", 0xCB: ">d"}
+    if b in fixed:
+        size = struct.calcsize(fixed[b])
+        return struct.unpack(fixed[b], data[i:i + size])[0], i + size
+    if b in (0xC0, 0xC2, 0xC3):
+        return {0xC0: None, 0xC2: False, 0xC3: True}[b], i
+    raise ValueError(f"MessagePack type byte {b:#x} is not used by the spool's payloads")
+
+
+def payload_field(payload: bytes | str, name: str) -> object:
+    """A top-level field of a stored event: MessagePack blob, or the JSON
+    text of a row spooled before schema version 5."""
+    if isinstance(payload, str):
+        return json.loads(payload).get(name)
+    value, _ = msgpack(payload)
+    return value.get(name) if isinstance(value, dict) else None
+
+
 def cmd_shop_check(args: argparse.Namespace) -> int:
     """Workload C, read back. From the spool (read-only): each destination's
     states, the time of the last delivery of a backlog event, and for events
@@ -291,10 +347,11 @@ def cmd_shop_check(args: argparse.Namespace) -> int:
     out["backlog_last_delivery_s"] = round(last_ms / 1000.0 - args.t0, 3) if last_ms else None
     lat: dict[str, list[float]] = {}
     spool_lat: dict[str, list[float]] = {}
-    for dest, lane, at_ms, spooled_ms, commit_us in db.execute(
-            "SELECT d.destination, d.lane, d.updated_at_ms, e.spooled_at_ms, json_extract(e.payload, '$.commit_time_us') "
+    for dest, lane, at_ms, spooled_ms, payload in db.execute(
+            "SELECT d.destination, d.lane, d.updated_at_ms, e.spooled_at_ms, e.payload "
             "FROM deliveries d JOIN events e ON e.seq = d.seq "
             "WHERE d.state = 'delivered' AND e.spooled_at_ms >= ?", (live_from_ms,)):
+        commit_us = payload_field(payload, "commit_time_us")
         if commit_us:
             lat.setdefault(f"{dest}/{lane}", []).append(at_ms - commit_us / 1000.0)
             spool_lat.setdefault(f"{dest}/{lane}", []).append(spooled_ms - commit_us / 1000.0)

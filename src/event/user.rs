@@ -48,16 +48,59 @@ impl Sha256Hex {
     }
 }
 
+/// Hex text in JSON (and every other human-readable format); the digest's
+/// 32 bytes in the spool's binary payloads (`spool/payload.rs`).
 impl Serialize for Sha256Hex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        if serializer.is_human_readable() {
+            return serializer.serialize_str(&self.0);
+        }
+        let hex = self.0.as_bytes();
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (hex_digit(hex[2 * i]) << 4) | hex_digit(hex[2 * i + 1]);
+        }
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+/// The value of one lowercase hex digit (a [`Sha256Hex`] holds only those).
+fn hex_digit(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
     }
 }
 
 impl<'de> Deserialize<'de> for Sha256Hex {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        Sha256Hex::parse(&s).map_err(serde::de::Error::custom)
+        struct Digest;
+        impl serde::de::Visitor<'_> for Digest {
+            type Value = Sha256Hex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a SHA-256 digest (64 lowercase hex digits, or 32 bytes)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Sha256Hex, E> {
+                Sha256Hex::parse(s).map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Sha256Hex, E> {
+                if b.len() != 32 {
+                    return Err(E::invalid_length(b.len(), &self));
+                }
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut out = String::with_capacity(64);
+                for byte in b {
+                    out.push(char::from(HEX[usize::from(byte >> 4)]));
+                    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+                }
+                Ok(Sha256Hex(out))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Digest)
+        } else {
+            deserializer.deserialize_bytes(Digest)
+        }
     }
 }
 

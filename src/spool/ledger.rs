@@ -309,7 +309,7 @@ impl Ledger {
         self.spool.err(e)
     }
 
-    fn corrupt(&self, record: String, source: serde_json::Error) -> SpoolError {
+    fn corrupt(&self, record: String, source: super::RecordError) -> SpoolError {
         SpoolError::Corrupt {
             path: self.spool.path.clone(),
             record,
@@ -514,13 +514,14 @@ impl Ledger {
             return Ok(Read::Summary(n, oldest));
         }
         // Payloads are parsed from SQLite's buffer, without a copy first.
-        type Parsed = std::result::Result<BusinessEvent, (String, serde_json::Error)>;
+        type Parsed = std::result::Result<BusinessEvent, (String, super::RecordError)>;
         let parse = |r: &rusqlite::Row<'_>, id: usize| -> rusqlite::Result<Parsed> {
-            let payload = r.get_ref(id + 1)?.as_str()?;
-            Ok(serde_json::from_str(payload).map_err(|source| {
-                let event_id = r.get_ref(id).ok().and_then(|v| v.as_str().ok());
-                (event_id.unwrap_or("?").to_owned(), source)
-            }))
+            Ok(
+                super::payload::decode(r.get_ref(id + 1)?).map_err(|source| {
+                    let event_id = r.get_ref(id).ok().and_then(|v| v.as_str().ok());
+                    (event_id.unwrap_or("?").to_owned(), source)
+                }),
+            )
         };
         let mut raw: Vec<(i64, u32, i64, Parsed)> = tx
             .prepare_cached(PENDING_SQL)
@@ -1023,7 +1024,7 @@ impl Ledger {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, rusqlite::types::Value>(2)?,
                     r.get::<_, i64>(3)?,
                 ))
             })
@@ -1032,10 +1033,12 @@ impl Ledger {
         rows.into_iter()
             .map(|(seq, kind, payload, t)| {
                 let ev: BusinessEvent =
-                    serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
-                        path: self.spool.path.clone(),
-                        record: format!("event seq {seq}"),
-                        source,
+                    super::payload::decode((&payload).into()).map_err(|source| {
+                        SpoolError::Corrupt {
+                            path: self.spool.path.clone(),
+                            record: format!("event seq {seq}"),
+                            source,
+                        }
                     })?;
                 Ok((seq, kind, ev.lane, t))
             })
@@ -1182,7 +1185,7 @@ impl Ledger {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, rusqlite::types::Value>(2)?,
                     r.get::<_, String>(3)?,
                 ))
             })
@@ -1190,10 +1193,12 @@ impl Ledger {
             .map_err(|e| self.err(e))?;
         rows.into_iter()
             .map(|(state, at, payload, id)| {
-                let ev = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
-                    path: self.spool.path.clone(),
-                    record: format!("event {id}"),
-                    source,
+                let ev = super::payload::decode((&payload).into()).map_err(|source| {
+                    SpoolError::Corrupt {
+                        path: self.spool.path.clone(),
+                        record: format!("event {id}"),
+                        source,
+                    }
                 })?;
                 Ok((state, at, ev))
             })
@@ -1229,7 +1234,7 @@ impl Ledger {
     /// (name, state, attempts, last answer or receipt, last change ms, lane,
     /// not_before ms).
     pub fn event_story(&self, event_id: &str) -> Result<Option<(BusinessEvent, Vec<LedgerRow>)>> {
-        let row: Option<(i64, String, Option<i64>, i64)> = self
+        let row: Option<(i64, rusqlite::types::Value, Option<i64>, i64)> = self
             .conn
             .query_row(
                 "SELECT seq, payload, routes, spooled_at_ms FROM events WHERE event_id = ?1",
@@ -1241,11 +1246,12 @@ impl Ledger {
         let Some((seq, payload, routes, spooled_at_ms)) = row else {
             return Ok(None);
         };
-        let event = serde_json::from_str(&payload).map_err(|source| SpoolError::Corrupt {
-            path: self.spool.path.clone(),
-            record: format!("event {event_id}"),
-            source,
-        })?;
+        let event =
+            super::payload::decode((&payload).into()).map_err(|source| SpoolError::Corrupt {
+                path: self.spool.path.clone(),
+                record: format!("event {event_id}"),
+                source,
+            })?;
         let mut stmt = self
             .conn
             .prepare("SELECT destination, state, attempts, reason, updated_at_ms, lane, not_before_ms FROM deliveries WHERE seq = ?1 ORDER BY destination")

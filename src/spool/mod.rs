@@ -23,6 +23,7 @@
 
 mod cache;
 mod ledger;
+pub mod payload;
 pub mod prune;
 pub mod wal;
 mod writer;
@@ -43,7 +44,7 @@ pub use writer::{LedgerTarget, SpoolWriter, Waits};
 use crate::lsn::Lsn;
 
 /// Schema version written to `meta`; bump with a migration.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Prepared statements kept per connection (see `connect`).
 const STATEMENT_CACHE: usize = 64;
@@ -122,9 +123,9 @@ pub enum SpoolError {
         path: PathBuf,
         /// Which record, e.g. `event purchase-42`.
         record: String,
-        /// The JSON error.
+        /// The decoding error.
         #[source]
-        source: serde_json::Error,
+        source: RecordError,
     },
     /// Another process runs on this spool.
     #[error("spool {path} is in use by another capi-cdc process (one `run` per spool and slot). Stop the other one, or give this instance its own spool.path")]
@@ -149,6 +150,9 @@ pub enum SpoolError {
         found: i64,
     },
 }
+
+/// Why a stored record could not be encoded or decoded (JSON, MessagePack).
+pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, SpoolError>;
@@ -207,7 +211,7 @@ CREATE TABLE IF NOT EXISTS events (
     kind          TEXT NOT NULL,
     commit_lsn    INTEGER NOT NULL,
     event_time_s  INTEGER NOT NULL,
-    payload       TEXT NOT NULL,
+    payload       BLOB NOT NULL,
     spooled_at_ms INTEGER NOT NULL,
     routes        INTEGER
 );
@@ -555,6 +559,14 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
                  SELECT 'rowless_from_seq', COALESCE(MAX(seq), 0) FROM events;
              UPDATE meta SET value = '4' WHERE key = 'schema_version';
              COMMIT;",
+        )?;
+    }
+    if from < 5 {
+        // Version 5 stores new payloads as MessagePack blobs; the JSON text
+        // of older rows stays and reads as before (`payload.rs`).
+        conn.execute(
+            "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+            [],
         )?;
     }
     Ok(())

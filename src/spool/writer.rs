@@ -90,7 +90,7 @@ impl SpoolWriter {
         SpoolError::Corrupt {
             path: self.spool.path.clone(),
             record: what.to_owned(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -208,7 +208,7 @@ impl SpoolWriter {
                 .unwrap_or(event.lane);
             routes |= super::route_bits(*slot, lane);
         }
-        let payload = serde_json::to_string(event).map_err(|source| SpoolError::Corrupt {
+        let payload = super::payload::encode(event).map_err(|source| SpoolError::Corrupt {
             path: self.spool.path.clone(),
             record: format!("event {}", event.event_id),
             source,

@@ -313,17 +313,25 @@ auth_retry_s = 1
             .unwrap();
     }
 
-    /// Every event in the spool (its JSON payload), by event ID.
+    /// Every event in the spool (its payload, as JSON), by event ID.
     pub fn spooled_events(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         let conn = rusqlite::Connection::open(self.spool_file()).unwrap();
         let mut stmt = conn
             .prepare("SELECT event_id, payload FROM events")
             .unwrap();
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, rusqlite::types::Value>(1)?,
+                ))
+            })
             .unwrap()
             .map(|r| r.unwrap())
-            .map(|(id, p)| (id, serde_json::from_str(&p).unwrap()))
+            .map(|(id, p)| {
+                let event = capi_cdc::spool::payload::decode((&p).into()).unwrap();
+                (id, serde_json::to_value(event).unwrap())
+            })
             .collect();
         rows
     }

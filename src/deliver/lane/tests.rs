@@ -538,12 +538,21 @@ async fn a_version_3_spool_delivers_its_pending_rows_once() {
     {
         let spool = Spool::open(&file).unwrap();
         let mut writer = spool.writer().unwrap();
-        for e in purchases(&["purchase-1", "purchase-2"]) {
-            writer.insert_event(&e).unwrap();
+        let events = purchases(&["purchase-1", "purchase-2"]);
+        for e in &events {
+            writer.insert_event(e).unwrap();
         }
         writer.commit(Lsn(10)).unwrap();
-        // What version 3 had: no routes, a ledger row per event at once.
+        // What version 3 had: no routes, a ledger row per event at once,
+        // and (until version 5) payloads as JSON text.
         let conn = rusqlite::Connection::open(&file).unwrap();
+        for e in &events {
+            conn.execute(
+                "UPDATE events SET payload = ?1 WHERE event_id = ?2",
+                [serde_json::to_string(e).unwrap(), e.event_id.to_string()],
+            )
+            .unwrap();
+        }
         conn.execute_batch(
             "ALTER TABLE events DROP COLUMN routes;
              INSERT INTO deliveries (destination, seq, state, lane, updated_at_ms)
@@ -555,7 +564,7 @@ async fn a_version_3_spool_delivers_its_pending_rows_once() {
     let spool = Spool::open(&file).unwrap();
     assert_eq!(
         spool.meta_value("schema_version").unwrap().as_deref(),
-        Some("4")
+        Some("5")
     );
     assert_eq!(
         spool.meta_value("rowless_from_seq").unwrap().as_deref(),
