@@ -87,13 +87,7 @@ impl<'de> Deserialize<'de> for Sha256Hex {
                 if b.len() != 32 {
                     return Err(E::invalid_length(b.len(), &self));
                 }
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let mut out = String::with_capacity(64);
-                for byte in b {
-                    out.push(char::from(HEX[usize::from(byte >> 4)]));
-                    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-                }
-                Ok(Sha256Hex(out))
+                Ok(Sha256Hex(lower_hex(b)))
             }
         }
         if deserializer.is_human_readable() {
@@ -106,14 +100,18 @@ impl<'de> Deserialize<'de> for Sha256Hex {
 
 /// SHA-256 of the UTF-8 bytes of a value, as lowercase hex.
 pub fn sha256_hex(normalized: &str) -> Sha256Hex {
+    Sha256Hex(lower_hex(&Sha256::digest(normalized.as_bytes())))
+}
+
+/// Bytes as lowercase hex.
+fn lower_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(normalized.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
+    let mut out = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
         out.push(char::from(HEX[usize::from(byte >> 4)]));
         out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    Sha256Hex(out)
+    out
 }
 
 /// Exactly 64 lowercase hex digits.
