@@ -225,15 +225,27 @@ mod tests {
         copy_once(&spool.connect().unwrap()).unwrap()
     }
 
-    /// The copier asks; the writer restarts the log before its next batch.
-    #[test]
-    fn the_copier_asks_the_writer_to_restart_the_log_before_its_next_batch() {
+    /// A spool whose log is past RESTART_AT_PAGES, its writer (which
+    /// leaves the copy to others) and a connection for the copier.
+    fn long_log() -> (
+        tempfile::TempDir,
+        Spool,
+        crate::spool::SpoolWriter,
+        Connection,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
         let mut w = spool.writer().unwrap();
         w.leave_wal_copy_to_others().unwrap();
         write_batches(&mut w, 40);
         let copier = spool.connect().unwrap();
+        (dir, spool, w, copier)
+    }
+
+    /// The copier asks; the writer restarts the log before its next batch.
+    #[test]
+    fn the_copier_asks_the_writer_to_restart_the_log_before_its_next_batch() {
+        let (_dir, spool, mut w, copier) = long_log();
         let mut asked = None;
         let patience = Duration::from_secs(600);
         let long = copy_round(&spool, &copier, &mut asked, patience).unwrap();
@@ -261,12 +273,7 @@ mod tests {
     /// the copier once its patience is over.
     #[test]
     fn a_restart_the_writer_does_not_take_is_done_by_the_copier() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
-        let mut w = spool.writer().unwrap();
-        w.leave_wal_copy_to_others().unwrap();
-        write_batches(&mut w, 40);
-        let copier = spool.connect().unwrap();
+        let (_dir, spool, mut w, copier) = long_log();
         let mut asked = None;
         let first = copy_round(&spool, &copier, &mut asked, Duration::ZERO).unwrap();
         assert!(!first.restarted && spool.restart_pending(), "{first:?}");
@@ -282,12 +289,7 @@ mod tests {
     /// long).
     #[test]
     fn the_writers_restart_does_not_wait_long_for_a_reader() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
-        let mut w = spool.writer().unwrap();
-        w.leave_wal_copy_to_others().unwrap();
-        write_batches(&mut w, 40);
-        let copier = spool.connect().unwrap();
+        let (_dir, spool, mut w, copier) = long_log();
         let mut asked = None;
         copy_round(&spool, &copier, &mut asked, Duration::from_secs(600)).unwrap();
         assert!(spool.restart_pending());
