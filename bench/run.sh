@@ -48,11 +48,18 @@ done
 while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep '^CAPI_CDC_' || true)
 
 # ------------------------------------------------------------------ build
-log "building the release binary"
-(cd "$ROOT" && cargo build --release --quiet)
-TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN="$TARGET_DIR/release/capi-cdc"
+# BENCH_BIN=path: measure that binary (an earlier commit's build, for a
+# before/after pair in one session) instead of building this checkout.
+if [[ -n "${BENCH_BIN:-}" ]]; then
+    BIN=$BENCH_BIN
+    log "using the binary $BIN (BENCH_BIN), not a build of this checkout"
+else
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --quiet)
+    TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    BIN="$TARGET_DIR/release/capi-cdc"
+fi
 [[ -x "$BIN" ]] || die "no binary at $BIN"
 
 # ------------------------------------------------------------------ temp dir, cleanup
