@@ -202,7 +202,7 @@ async fn setup_snapshot_covers_every_customer_for_the_first_orders() {
             .unwrap()
             .event;
         let want = capi_cdc::derive::identity::sha256_hex(&format!("c{customer}@example.com"));
-        assert_eq!(event["user_data"]["em"], want.as_str(), "{order}");
+        assert_eq!(event["user_data"]["em"], want.to_hex(), "{order}");
     }
     running.stop().await;
 }

@@ -12,7 +12,7 @@ use support::pg::start_cluster;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn email_hash(raw: &str) -> String {
-    sha256_hex(&meta::email(raw).unwrap()).as_str().to_owned()
+    sha256_hex(&meta::email(raw).unwrap()).to_hex().to_owned()
 }
 
 fn em_of(p: &Pipeline, event_id: &str) -> String {

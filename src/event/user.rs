@@ -13,9 +13,12 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-/// A SHA-256 digest as 64 lowercase hexadecimal characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256Hex(String);
+/// A SHA-256 digest, kept as its 32 bytes and written as 64 lowercase
+/// hexadecimal characters. Bytes rather than a `String`: no allocation per
+/// digest, and no hex decoding when a lane reads an event back (that was
+/// 11 % of workload A's ledger reader; bench/RESULTS.md, ninth session).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Hex([u8; 32]);
 
 /// Why a string is not a [`Sha256Hex`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,26 +28,48 @@ pub struct NotSha256Hex;
 impl Sha256Hex {
     /// Accepts exactly 64 lowercase hex characters.
     pub fn parse(value: &str) -> Result<Self, NotSha256Hex> {
-        if is_sha256_lower(value) {
-            Ok(Sha256Hex(value.to_owned()))
-        } else {
-            Err(NotSha256Hex)
+        let hex = value.as_bytes();
+        if hex.len() != 64 {
+            return Err(NotSha256Hex);
         }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (hex_digit(hex[2 * i])? << 4) | hex_digit(hex[2 * i + 1])?;
+        }
+        Ok(Sha256Hex(bytes))
     }
 
     /// SHA-256 of an already normalized value; a value that already is a
     /// lowercase digest (pre-hashed input) is kept as is, never hashed twice.
     pub fn of_normalized(normalized: &str) -> Sha256Hex {
-        if is_sha256_lower(normalized) {
-            Sha256Hex(normalized.to_owned())
-        } else {
-            sha256_hex(normalized)
-        }
+        Sha256Hex::parse(normalized).unwrap_or_else(|_| sha256_hex(normalized))
     }
 
-    /// The digest as lowercase hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The digest as 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.hex_str(&mut [0; 64]).to_owned()
+    }
+
+    /// The digest as lowercase hex, written into `buf`.
+    fn hex_str<'b>(&self, buf: &'b mut [u8; 64]) -> &'b str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
+    }
+}
+
+impl std::fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.hex_str(&mut [0; 64]))
+    }
+}
+
+impl std::fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sha256Hex({self})")
     }
 }
 
@@ -53,22 +78,19 @@ impl Sha256Hex {
 impl Serialize for Sha256Hex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            return serializer.serialize_str(&self.0);
+            serializer.serialize_str(self.hex_str(&mut [0; 64]))
+        } else {
+            serializer.serialize_bytes(&self.0)
         }
-        let hex = self.0.as_bytes();
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (hex_digit(hex[2 * i]) << 4) | hex_digit(hex[2 * i + 1]);
-        }
-        serializer.serialize_bytes(&bytes)
     }
 }
 
-/// The value of one lowercase hex digit (a [`Sha256Hex`] holds only those).
-fn hex_digit(c: u8) -> u8 {
+/// The value of one lowercase hex digit.
+fn hex_digit(c: u8) -> Result<u8, NotSha256Hex> {
     match c {
-        b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(NotSha256Hex),
     }
 }
 
@@ -84,10 +106,9 @@ impl<'de> Deserialize<'de> for Sha256Hex {
                 Sha256Hex::parse(s).map_err(E::custom)
             }
             fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Sha256Hex, E> {
-                if b.len() != 32 {
-                    return Err(E::invalid_length(b.len(), &self));
-                }
-                Ok(Sha256Hex(lower_hex(b)))
+                b.try_into()
+                    .map(Sha256Hex)
+                    .map_err(|_| E::invalid_length(b.len(), &self))
             }
         }
         if deserializer.is_human_readable() {
@@ -98,20 +119,9 @@ impl<'de> Deserialize<'de> for Sha256Hex {
     }
 }
 
-/// SHA-256 of the UTF-8 bytes of a value, as lowercase hex.
+/// SHA-256 of the UTF-8 bytes of a value.
 pub fn sha256_hex(normalized: &str) -> Sha256Hex {
-    Sha256Hex(lower_hex(&Sha256::digest(normalized.as_bytes())))
-}
-
-/// Bytes as lowercase hex.
-fn lower_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    out
+    Sha256Hex(Sha256::digest(normalized.as_bytes()).into())
 }
 
 /// Exactly 64 lowercase hex digits.
@@ -248,10 +258,40 @@ mod tests {
     fn digests_are_lowercase_hex_and_never_hashed_twice() {
         // printf %s abc | sha256sum
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(sha256_hex("abc").as_str(), abc);
-        assert_eq!(Sha256Hex::of_normalized(abc).as_str(), abc);
+        assert_eq!(sha256_hex("abc").to_hex(), abc);
+        assert_eq!(Sha256Hex::of_normalized(abc).to_hex(), abc);
         assert!(Sha256Hex::parse(&abc.to_uppercase()).is_err());
         assert!(Sha256Hex::parse("abc").is_err());
+        assert!(Sha256Hex::parse(&abc.replace('f', "g")).is_err());
+        assert!(Sha256Hex::parse(&abc[1..]).is_err());
+        assert!(Sha256Hex::parse(&format!("{abc}0")).is_err());
+        // An uppercase digest is not one: it gets hashed like any value.
+        let upper = abc.to_uppercase();
+        assert_eq!(Sha256Hex::of_normalized(&upper), sha256_hex(&upper));
+        let d = sha256_hex("abc");
+        assert_eq!(d.to_string(), abc);
+        assert_eq!(format!("{d:?}"), format!("Sha256Hex({abc})"));
+        // Hex in JSON, the 32 bytes in MessagePack; both read back.
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{abc}\""));
+        assert_eq!(serde_json::from_str::<Sha256Hex>(&json).unwrap(), d);
+        let packed = rmp_serde::to_vec(&d).unwrap();
+        assert_eq!(packed.len(), 2 + 32, "bin 8 marker, length, the digest");
+        assert_eq!(&packed[2..], Sha256::digest(b"abc").as_slice());
+        assert_eq!(rmp_serde::from_slice::<Sha256Hex>(&packed).unwrap(), d);
+        let short = rmp_serde::to_vec(&serde_bytes_of(&[1; 31])).unwrap();
+        assert!(rmp_serde::from_slice::<Sha256Hex>(&short).is_err());
+    }
+
+    /// MessagePack bytes (a `Vec<u8>` would be written as an array).
+    fn serde_bytes_of(b: &[u8]) -> impl Serialize + '_ {
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        Bytes(b)
     }
 
     #[test]

@@ -673,6 +673,47 @@ mod tests {
         spool.lock_exclusive().unwrap();
     }
 
+    /// A key's rows come back shorter keys first (in characters, as
+    /// SQLite's `length`), then as text: integer keys in numeric order. That
+    /// is the order items are sent in, however they were written.
+    #[test]
+    fn a_keys_rows_come_back_in_key_order() {
+        use crate::derive::{Effect, Entry, Lookup};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.sqlite3")).unwrap();
+        let mut w = spool.writer().unwrap();
+        let put = |pk: &str, key: &str| {
+            let mut entry = Entry::default();
+            entry.fields.insert("item.id".into(), pk.into());
+            Effect::PutLookup {
+                lookup: "order_items".into(),
+                pk: pk.into(),
+                key: key.into(),
+                entry,
+            }
+        };
+        for pk in ["10", "b", "9", "é"] {
+            w.apply_state(&put(pk, "7")).unwrap();
+        }
+        w.commit(Lsn(1)).unwrap();
+        for pk in ["100", "a", "2"] {
+            w.apply_state(&put(pk, "7")).unwrap();
+        }
+        w.apply_state(&put("1", "8")).unwrap();
+        let ids = |w: &SpoolWriter| -> Vec<String> {
+            w.all("order_items", "7")
+                .unwrap()
+                .into_iter()
+                .map(|e| e.fields["item.id"].clone())
+                .collect()
+        };
+        let want = ["2", "9", "a", "b", "é", "10", "100"];
+        assert_eq!(ids(&w), want, "inside the batch");
+        w.commit(Lsn(2)).unwrap();
+        assert_eq!(ids(&spool.writer().unwrap()), want, "committed");
+        assert!(w.all("order_items", "9").unwrap().is_empty());
+    }
+
     /// The writer keeps lookup rows in memory; every answer must still be
     /// the spool's, through moves between keys, deletes, a rolled-back
     /// batch and a prune on another connection.

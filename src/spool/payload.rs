@@ -19,7 +19,18 @@ use crate::event::BusinessEvent;
 
 /// The stored form of `event`.
 pub fn encode(event: &BusinessEvent) -> Result<Vec<u8>, RecordError> {
-    Ok(rmp_serde::to_vec_named(event)?)
+    let mut out = Vec::new();
+    encode_into(event, &mut out)?;
+    Ok(out)
+}
+
+/// The stored form of `event` in `out` (emptied first). The writer keeps
+/// one buffer for every event: growing a fresh vector was over half of the
+/// encoding's cost in workload A (bench/RESULTS.md, ninth session).
+pub fn encode_into(event: &BusinessEvent, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    out.clear();
+    rmp_serde::encode::write_named(out, event)?;
+    Ok(())
 }
 
 /// An event read back from `events.payload` (MessagePack, or the JSON of
@@ -90,7 +101,7 @@ mod tests {
             json.len()
         );
         // Digests are stored as their bytes, not as hex text.
-        let hex = ev.user.meta.em.as_ref().unwrap().as_str();
+        let hex = ev.user.meta.em.as_ref().unwrap().to_hex();
         assert!(!stored.windows(64).any(|w| w == hex.as_bytes()));
     }
 

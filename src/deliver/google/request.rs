@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::event::{BusinessEvent, GoogleClickId, Signal};
+use crate::event::{BusinessEvent, GoogleClickId, Sha256Hex, Signal};
 
 /// `UserData` holds at most this many identifiers.
 pub const MAX_IDENTIFIERS: usize = 10;
@@ -100,16 +100,16 @@ struct UserData<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 enum Identifier<'a> {
-    EmailAddress(&'a str),
-    PhoneNumber(&'a str),
+    EmailAddress(&'a Sha256Hex),
+    PhoneNumber(&'a Sha256Hex),
     Address(Address<'a>),
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Address<'a> {
-    given_name: &'a str,
-    family_name: &'a str,
+    given_name: &'a Sha256Hex,
+    family_name: &'a Sha256Hex,
     region_code: &'a str,
     postal_code: &'a str,
 }
@@ -201,10 +201,10 @@ fn event<'a>(e: &'a BusinessEvent, reference: String, now_s: i64) -> serde_json:
     let g = &e.user.google;
     let mut ids = Vec::new();
     if let Some(h) = &g.email {
-        ids.push(Identifier::EmailAddress(h.as_str()));
+        ids.push(Identifier::EmailAddress(h));
     }
     if let Some(h) = &g.phone {
-        ids.push(Identifier::PhoneNumber(h.as_str()));
+        ids.push(Identifier::PhoneNumber(h));
     }
     if let (Some(gn), Some(fam), Some(rc), Some(pc)) = (
         &g.given_name,
@@ -213,8 +213,8 @@ fn event<'a>(e: &'a BusinessEvent, reference: String, now_s: i64) -> serde_json:
         &g.postal_code,
     ) {
         ids.push(Identifier::Address(Address {
-            given_name: gn.as_str(),
-            family_name: fam.as_str(),
+            given_name: gn,
+            family_name: fam,
             region_code: rc,
             postal_code: pc,
         }));

@@ -21,7 +21,7 @@ const UK_PHONE_PLUS: &str = "20b18ac9de7b3aad174961827d8e451c410af9aedfd1d699927
 
 fn h(normalized: Option<String>) -> String {
     meta::hash(&normalized.expect("value should normalize"))
-        .as_str()
+        .to_hex()
         .to_owned()
 }
 
@@ -203,7 +203,7 @@ fn prehashed_values_pass_through_lowercased() {
     assert_eq!(meta::phone(&upper, Some("gb")).as_deref(), Some(JOHN_EMAIL));
     assert_eq!(meta::city(&upper).as_deref(), Some(JOHN_EMAIL));
     assert_eq!(
-        meta::hash(JOHN_EMAIL).as_str(),
+        meta::hash(JOHN_EMAIL).to_hex(),
         JOHN_EMAIL,
         "not hashed twice"
     );
@@ -216,10 +216,10 @@ fn prehashed_values_pass_through_lowercased() {
     let (ids, dropped) = hash_user(&user, None);
     assert_eq!(dropped, []);
     for digest in [&ids.meta.em, &ids.meta.ph, &ids.meta.zp] {
-        assert_eq!(digest.as_ref().unwrap().as_str(), JOHN_EMAIL);
+        assert_eq!(digest.as_ref().unwrap().to_hex(), JOHN_EMAIL);
     }
     for digest in [&ids.google.email, &ids.google.phone] {
-        assert_eq!(digest.as_ref().unwrap().as_str(), JOHN_EMAIL);
+        assert_eq!(digest.as_ref().unwrap().to_hex(), JOHN_EMAIL);
     }
     assert_eq!(
         ids.google.postal_code, None,
@@ -242,8 +242,8 @@ fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
     };
     let (ids, dropped) = hash_user(&user, None);
     assert_eq!(dropped, [], "blank external_id is absent, not dropped");
-    assert_eq!(ids.meta.ph.as_ref().unwrap().as_str(), UK_PHONE);
-    assert_eq!(ids.google.phone.as_ref().unwrap().as_str(), UK_PHONE_PLUS);
+    assert_eq!(ids.meta.ph.as_ref().unwrap().to_hex(), UK_PHONE);
+    assert_eq!(ids.google.phone.as_ref().unwrap().to_hex(), UK_PHONE_PLUS);
     let json = serde_json::to_value(&ids.meta).unwrap();
     let obj = json.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -273,7 +273,7 @@ fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
     );
     let (with_hint, dropped) = hash_user(&uk_mobile, Some("United Kingdom"));
     assert!(dropped.is_empty());
-    assert_eq!(with_hint.meta.ph.unwrap().as_str(), UK_PHONE);
+    assert_eq!(with_hint.meta.ph.unwrap().to_hex(), UK_PHONE);
     assert_eq!(
         with_hint.meta.country, None,
         "the hint is not sent as country"
@@ -285,7 +285,7 @@ fn hash_user_uses_country_as_phone_hint_and_meta_keys() {
         ..uk_mobile
     };
     let (ids, _) = hash_user(&with_country, Some("Atlantis"));
-    assert_eq!(ids.meta.ph.unwrap().as_str(), UK_PHONE);
+    assert_eq!(ids.meta.ph.unwrap().to_hex(), UK_PHONE);
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn pii_is_redacted_and_sha_validates() {
     assert_eq!(serde_json::to_string(&ok).unwrap(), format!("\"{US}\""));
     assert!(serde_json::from_value::<Sha256Hex>(serde_json::json!(US.to_uppercase())).is_err());
     assert!(serde_json::from_value::<Sha256Hex>(serde_json::json!("abc")).is_err());
-    assert_eq!(sha256_hex("us").as_str(), US);
+    assert_eq!(sha256_hex("us").to_hex(), US);
 }
 
 #[test]

@@ -29,7 +29,7 @@ const JOHN_EMAIL: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505
 
 fn h(normalized: Option<String>) -> String {
     sha256_hex(&normalized.expect("value should normalize"))
-        .as_str()
+        .to_hex()
         .to_owned()
 }
 
@@ -79,7 +79,7 @@ fn phones_are_e164_with_plus() {
     assert_eq!(h(google::phone("+1 800 555 0100", None)), US_TOLL_FREE);
     let (ids, dropped) = hash_user(&phone_user("1-800-555-0100"), Some("us"));
     assert!(dropped.is_empty());
-    assert_eq!(ids.google.phone.unwrap().as_str(), US_TOLL_FREE);
+    assert_eq!(ids.google.phone.unwrap().to_hex(), US_TOLL_FREE);
     assert_eq!(
         ids.meta.ph.unwrap(),
         sha256_hex("18005550100"),
@@ -98,15 +98,15 @@ fn national_numbers_take_the_hint_country() {
         assert_eq!(phone::e164(number, Some(hint)).as_deref(), Ok(e164));
         let (ids, dropped) = hash_user(&phone_user(number), Some(hint));
         assert!(dropped.is_empty(), "{hint}");
-        assert_eq!(ids.google.phone.unwrap().as_str(), digest, "{hint}");
+        assert_eq!(ids.google.phone.unwrap().to_hex(), digest, "{hint}");
     }
     // Country names work as hints; `+`/`00` numbers ignore the hint.
     let (ids, _) = hash_user(&phone_user("030 1234567"), Some("Germany"));
-    assert_eq!(ids.google.phone.unwrap().as_str(), DE_BERLIN);
+    assert_eq!(ids.google.phone.unwrap().to_hex(), DE_BERLIN);
     let (ids, _) = hash_user(&phone_user("0049 30 1234567"), Some("fr"));
-    assert_eq!(ids.google.phone.unwrap().as_str(), DE_BERLIN);
+    assert_eq!(ids.google.phone.unwrap().to_hex(), DE_BERLIN);
     let (ids, _) = hash_user(&phone_user("+33 (0)6 12 34 56 78"), Some("us"));
-    assert_eq!(ids.google.phone.unwrap().as_str(), FR_MOBILE);
+    assert_eq!(ids.google.phone.unwrap().to_hex(), FR_MOBILE);
 }
 
 #[test]
@@ -147,9 +147,9 @@ fn names_lose_punctuation_and_are_hashed() {
         ..RawUser::default()
     };
     let (ids, _) = hash_user(&user, None);
-    assert_eq!(ids.google.given_name.unwrap().as_str(), MARY);
-    assert_eq!(ids.google.family_name.unwrap().as_str(), OBRIENSMITH);
-    assert_eq!(ids.meta.ln.unwrap().as_str(), OBRIENSMITH);
+    assert_eq!(ids.google.given_name.unwrap().to_hex(), MARY);
+    assert_eq!(ids.google.family_name.unwrap().to_hex(), OBRIENSMITH);
+    assert_eq!(ids.meta.ln.unwrap().to_hex(), OBRIENSMITH);
 }
 
 #[test]

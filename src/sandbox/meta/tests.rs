@@ -88,7 +88,7 @@ fn now_s() -> i64 {
 }
 
 fn hash(v: &str) -> String {
-    sha256_hex(v).as_str().to_owned()
+    sha256_hex(v).to_hex().to_owned()
 }
 
 /// A complete, valid website Purchase.
