@@ -86,6 +86,16 @@ fn same_value(want: &str, got: &str) -> bool {
     want == got || matches!((want.parse::<f64>(), got.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
+/// `rules[name]` in a message, formatted only when a message is made.
+#[derive(Clone, Copy)]
+struct At<'a>(&'a str);
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rules[{}]", self.0)
+    }
+}
+
 /// Builds the draft of `rule` for `row`; notes and failures go to `out`.
 pub fn draft(
     index: usize,
@@ -95,11 +105,12 @@ pub fn draft(
     row: &Row,
     out: &mut Vec<Effect>,
 ) -> Option<Draft> {
-    let at = format!("rules[{}]", rule.name);
-    let table = rel.qualified_name();
+    // Named in messages only: formatted when one is made, not per row.
+    let at = At(&rule.name);
+    let table = rel;
     let fail = |out: &mut Vec<Effect>, reason: String| {
         out.push(Effect::Failure {
-            relation: table.clone(),
+            relation: rel.qualified_name(),
             reason,
         });
     };
@@ -157,8 +168,8 @@ pub fn draft(
         },
     };
 
-    let currency = currency(rule, &at, &table, rel, row, out);
-    let value = money(rule, &at, &table, rel, row, currency, out);
+    let currency = currency(rule, at, rel, row, out);
+    let value = money(rule, at, rel, row, currency, out);
 
     let text = |c: &Option<String>| c.as_deref().and_then(|c| values::text(rel, row, c).ok());
     let mut identity = UserIds::default();
@@ -170,7 +181,7 @@ pub fn draft(
     let item = rule
         .item
         .as_ref()
-        .and_then(|cols| inline_item(cols, &at, &table, rel, row, currency, out));
+        .and_then(|cols| inline_item(cols, at, rel, row, currency, out));
     Some(Draft {
         rule: index,
         event_id,
@@ -212,8 +223,7 @@ fn describe<T>(cell: &Cell<T>) -> &'static str {
 
 fn currency(
     rule: &Rule,
-    at: &str,
-    table: &str,
+    at: At<'_>,
     rel: &Relation,
     row: &Row,
     out: &mut Vec<Effect>,
@@ -226,7 +236,7 @@ fn currency(
                 Ok(cur) => Some(cur),
                 Err(_) => {
                     out.push(Effect::Note(Note {
-                        reason: format!("{at}.currency: {table}.{c} is not an ISO 4217 code"),
+                        reason: format!("{at}.currency: {rel}.{c} is not an ISO 4217 code"),
                     }));
                     None
                 }
@@ -238,8 +248,7 @@ fn currency(
 
 fn money(
     rule: &Rule,
-    at: &str,
-    table: &str,
+    at: At<'_>,
     rel: &Relation,
     row: &Row,
     currency: Option<Currency>,
@@ -248,7 +257,7 @@ fn money(
     let col = rule.value.as_deref()?;
     let mut note = |why: &str| {
         out.push(Effect::Note(Note {
-            reason: format!("{at}.value: {table}.{col} {why}, sent without a value"),
+            reason: format!("{at}.value: {rel}.{col} {why}, sent without a value"),
         }))
     };
     let amount = match values::decimal(rel, row, col) {
@@ -333,8 +342,7 @@ pub fn item_from_fields(
 
 fn inline_item(
     cols: &ItemColumns,
-    at: &str,
-    table: &str,
+    at: At<'_>,
     rel: &Relation,
     row: &Row,
     currency: Option<Currency>,
@@ -352,7 +360,7 @@ fn inline_item(
         Ok(item) => Some(item),
         Err(why) => {
             out.push(Effect::Note(Note {
-                reason: format!("{at}.item: the {table} row {why}; sent without items"),
+                reason: format!("{at}.item: the {rel} row {why}; sent without items"),
             }));
             None
         }

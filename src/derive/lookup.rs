@@ -172,7 +172,7 @@ pub fn put(
     if let Some(id) = &def.identity {
         let (ids, dropped) = hash_identity(id, rel, row, previous.map(|p| &p.identity));
         entry.identity = ids;
-        note_dropped(&format!("lookups.{}", def.name), &dropped, notes);
+        note_dropped(&format_args!("lookups.{}", def.name), &dropped, notes);
     }
     Some(Effect::PutLookup {
         lookup: def.name.clone(),
@@ -221,7 +221,11 @@ pub fn hash_identity(
 }
 
 /// Turns identity drops into counted notes (field and reason, no value).
-pub fn note_dropped(at: &str, dropped: &[identity::Dropped], notes: &mut Vec<Effect>) {
+pub fn note_dropped(
+    at: &dyn std::fmt::Display,
+    dropped: &[identity::Dropped],
+    notes: &mut Vec<Effect>,
+) {
     for d in dropped {
         notes.push(Effect::Note(Note {
             reason: format!("{at}: {} dropped: {}", d.field.as_str(), d.reason),

@@ -137,13 +137,6 @@ impl Deriver {
         self.rules.tables().iter().map(Table::to_string).collect()
     }
 
-    fn table_of(rel: &Relation) -> Table {
-        Table {
-            schema: rel.namespace.clone(),
-            name: rel.name.clone(),
-        }
-    }
-
     /// Derives the effects of one decoded row change.
     pub fn change(
         &self,
@@ -160,9 +153,8 @@ impl Deriver {
                 self.row(tx, relation, old.as_ref(), new, true, lookup, &mut out)?
             }
             Message::Delete { relation, old } => {
-                let table = Self::table_of(relation);
                 if let Some(pk) = values::key(relation, old.row()) {
-                    for def in self.rules.lookups_on(&table) {
+                    for def in self.rules.lookups_of(relation) {
                         out.push(Effect::DeleteLookup {
                             lookup: def.name.clone(),
                             pk: pk.clone(),
@@ -172,7 +164,7 @@ impl Deriver {
                         .rules
                         .rules
                         .iter()
-                        .filter(|r| r.became_true && r.table == table)
+                        .filter(|r| r.became_true && r.table.is(relation))
                     {
                         out.push(Effect::RuleHeld {
                             rule: rule.name.clone(),
@@ -184,8 +176,7 @@ impl Deriver {
             }
             Message::Truncate { relations, .. } => {
                 for rel in relations {
-                    let table = Self::table_of(rel);
-                    for def in self.rules.lookups_on(&table) {
+                    for def in self.rules.lookups_of(rel) {
                         out.push(Effect::ClearLookup {
                             lookup: def.name.clone(),
                         });
@@ -194,7 +185,7 @@ impl Deriver {
                         .rules
                         .rules
                         .iter()
-                        .filter(|r| r.became_true && r.table == table)
+                        .filter(|r| r.became_true && r.table.is(rel))
                     {
                         out.push(Effect::ClearRule {
                             rule: rule.name.clone(),
@@ -218,10 +209,9 @@ impl Deriver {
         lookup: &dyn Lookup,
         out: &mut Vec<Effect>,
     ) -> Result<(), LookupError> {
-        let table = Self::table_of(rel);
         let pk = values::key(rel, new);
         // Lookups first: a rule on the same table sees the row's new state.
-        for def in self.rules.lookups_on(&table) {
+        for def in self.rules.lookups_of(rel) {
             let previous = match &pk {
                 Some(pk) => lookup.by_pk(&def.name, pk)?,
                 None => None,
@@ -233,7 +223,7 @@ impl Deriver {
             }
         }
         for (index, rule) in self.rules.rules.iter().enumerate() {
-            if rule.table != table
+            if !rule.table.is(rel)
                 || !(if is_update {
                     rule.operations.update
                 } else {
@@ -248,7 +238,7 @@ impl Deriver {
             if rule.became_true {
                 let Some(pk) = &pk else {
                     out.push(Effect::Failure {
-                        relation: table.to_string(),
+                        relation: rel.qualified_name(),
                         reason: format!(
                             "rules[{}]: the row has no primary key value; became_true needs one",
                             rule.name
@@ -284,9 +274,8 @@ impl Deriver {
     /// One row of setup's snapshot: lookup state and rule state, no events
     /// (what the snapshot holds happened before capi-cdc was watching).
     pub fn snapshot_row(&self, snapshot_time_us: i64, rel: &Relation, row: &Row) -> Vec<Effect> {
-        let table = Self::table_of(rel);
         let mut out = Vec::new();
-        for def in self.rules.lookups_on(&table) {
+        for def in self.rules.lookups_of(rel) {
             if let Some(e) = lookup::put(def, rel, row, snapshot_time_us, None, &mut out) {
                 out.push(e);
             }
@@ -296,7 +285,7 @@ impl Deriver {
                 .rules
                 .rules
                 .iter()
-                .filter(|r| r.became_true && r.table == table)
+                .filter(|r| r.became_true && r.table.is(rel))
             {
                 if evaluate::holds(rule, rel, row) == Some(true) {
                     out.push(Effect::RuleHeld {
@@ -354,10 +343,9 @@ impl Deriver {
         row: &Row,
         kind: Option<&str>,
     ) -> Vec<Effect> {
-        let table = Self::table_of(rel);
         let mut out = Vec::new();
         for (index, rule) in self.rules.rules.iter().enumerate() {
-            if rule.table != table || kind.is_some_and(|k| rule.kind.as_str() != k) {
+            if !rule.table.is(rel) || kind.is_some_and(|k| rule.kind.as_str() != k) {
                 continue;
             }
             if evaluate::holds(rule, rel, row) != Some(true) {

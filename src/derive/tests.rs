@@ -522,6 +522,32 @@ fn bad_values_are_left_out_with_a_counted_reason_and_never_panic() {
 }
 
 #[test]
+fn rules_match_schema_and_table_and_name_both_in_their_messages() {
+    let mut h = Harness::new();
+    // The same table name in another schema is not the rule's table.
+    let mut other = (*orders()).clone();
+    other.namespace = "shop".into();
+    let other = Arc::new(other);
+    let row = || order(7, "paid", Value::Numeric("5".into()), "usd");
+    assert!(h.tx(vec![insert(&other, row())]).is_empty());
+    let ev = h.tx(vec![insert(&orders(), row())]);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].value.as_ref().map(|m| m.currency.code()), Some("USD"));
+    // A bad currency names the rule, the table and the column.
+    let ev = h.tx(vec![insert(
+        &orders(),
+        order(8, "paid", Value::Numeric("5".into()), "US"),
+    )]);
+    assert!(ev[0].value.is_none());
+    let notes = h.mem.notes.borrow();
+    assert!(
+        notes.iter().any(|n| n
+            == "rules[purchase].currency: public.orders.currency is not an ISO 4217 code"),
+        "{notes:?}"
+    );
+}
+
+#[test]
 fn deleted_lookup_rows_are_gone_for_later_events_only() {
     let mut h = Harness::new();
     h.tx(vec![insert(

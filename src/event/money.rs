@@ -101,9 +101,23 @@ pub struct Currency(iso_currency::Currency);
 impl Currency {
     /// Parses a code in any case (`usd` → `USD`); unknown codes are errors.
     pub fn parse(code: &str) -> Result<Currency, MoneyError> {
-        iso_currency::Currency::from_code(&code.trim().to_ascii_uppercase())
+        // Every ISO 4217 code is three letters: uppercased on the stack, as
+        // this runs for every row with a currency column.
+        let t = code.trim();
+        let mut upper = [0u8; 3];
+        let found = match t.as_bytes() {
+            b @ [_, _, _] => {
+                upper.copy_from_slice(b);
+                upper.make_ascii_uppercase();
+                std::str::from_utf8(&upper)
+                    .ok()
+                    .and_then(iso_currency::Currency::from_code)
+            }
+            _ => None,
+        };
+        found
             .map(Currency)
-            .ok_or_else(|| MoneyError::Currency(code.trim().chars().take(8).collect()))
+            .ok_or_else(|| MoneyError::Currency(t.chars().take(8).collect()))
     }
 
     /// The three-letter code.

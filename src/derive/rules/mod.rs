@@ -71,6 +71,13 @@ pub struct Table {
     pub name: String,
 }
 
+impl Table {
+    /// Whether `rel` is this table (no allocation: compared per row).
+    pub fn is(&self, rel: &crate::decode::Relation) -> bool {
+        self.name == rel.name && self.schema == rel.namespace
+    }
+}
+
 impl std::fmt::Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
@@ -411,6 +418,14 @@ impl RuleSet {
     /// Lookups on `table`.
     pub fn lookups_on<'a>(&'a self, table: &'a Table) -> impl Iterator<Item = &'a LookupDef> + 'a {
         self.lookups.values().filter(move |l| &l.table == table)
+    }
+
+    /// The lookups fed by the table of `rel`.
+    pub fn lookups_of<'a>(
+        &'a self,
+        rel: &'a crate::decode::Relation,
+    ) -> impl Iterator<Item = &'a LookupDef> + 'a {
+        self.lookups.values().filter(move |l| l.table.is(rel))
     }
 }
 
