@@ -541,8 +541,9 @@ fn rules_match_schema_and_table_and_name_both_in_their_messages() {
     assert!(ev[0].value.is_none());
     let notes = h.mem.notes.borrow();
     assert!(
-        notes.iter().any(|n| n
-            == "rules[purchase].currency: public.orders.currency is not an ISO 4217 code"),
+        notes.iter().any(
+            |n| n == "rules[purchase].currency: public.orders.currency is not an ISO 4217 code"
+        ),
         "{notes:?}"
     );
 }

@@ -8,9 +8,16 @@ use serde::{Deserialize, Serialize};
 /// A finite decimal number as text: optional `-`, digits, optional `.digits`
 /// (PostgreSQL's `numeric` output without NaN or infinities). Serialized as a
 /// JSON string in the spool; delivery writes it as a JSON number.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Decimal(String);
+
+/// Written as its text, borrowed (every payload encode writes one or more).
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// Why money could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,9 +101,32 @@ impl fmt::Display for Decimal {
 }
 
 /// A current ISO 4217 code, upper case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Currency(iso_currency::Currency);
+
+/// Written as its code, read from a borrowed string: no allocation either
+/// way (the lanes read one per event with a value).
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Currency, D::Error> {
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = Currency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO 4217 currency code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Currency, E> {
+                Currency::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Code)
+    }
+}
 
 impl Currency {
     /// Parses a code in any case (`usd` → `USD`); unknown codes are errors.
@@ -128,19 +158,6 @@ impl Currency {
     /// Fraction digits of the currency's minor unit (USD 2, JPY 0, BHD 3).
     pub fn minor_unit_digits(self) -> u32 {
         self.0.exponent().map_or(2, u32::from)
-    }
-}
-
-impl TryFrom<String> for Currency {
-    type Error = MoneyError;
-    fn try_from(s: String) -> Result<Currency, MoneyError> {
-        Currency::parse(&s)
-    }
-}
-
-impl From<Currency> for String {
-    fn from(c: Currency) -> String {
-        c.code().to_owned()
     }
 }
 
@@ -194,5 +211,30 @@ mod tests {
         assert!(Currency::parse("XYZ").is_err());
         assert!(Currency::parse("US").is_err());
         assert_eq!(Currency::parse(" eur ").unwrap().code(), "EUR");
+        assert!(
+            Currency::parse("€").is_err(),
+            "three bytes, not three letters"
+        );
+        assert!(Currency::parse("USDX").is_err());
+    }
+
+    #[test]
+    fn money_is_its_text_in_json_and_messagepack_and_reads_back_checked() {
+        let m = Money::new("12.30", "usd").unwrap();
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"amount":"12.30","currency":"USD"}"#);
+        assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+        let packed = rmp_serde::to_vec_named(&m).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Money>(&packed).unwrap(), m);
+        // The same map with a code that is not ISO 4217, or a bad amount.
+        for bad in [
+            r#"{"amount":"12.30","currency":"ZZZ"}"#,
+            r#"{"amount":"1e3","currency":"USD"}"#,
+        ] {
+            let v: serde_json::Value = serde_json::from_str(bad).unwrap();
+            assert!(serde_json::from_str::<Money>(bad).is_err(), "{bad}");
+            let packed = rmp_serde::to_vec_named(&v).unwrap();
+            assert!(rmp_serde::from_slice::<Money>(&packed).is_err(), "{bad}");
+        }
     }
 }
