@@ -13,9 +13,16 @@ use serde::{Deserialize, Serialize};
 
 /// An event kind such as `transaction.purchase`: lowercase ASCII letters,
 /// digits, `_` and `.`, starting with a letter, at most 64 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Kind(String);
+
+/// Written as its text, borrowed (serde's `into` would copy it per encode).
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// Why a string is not a [`Kind`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

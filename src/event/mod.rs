@@ -38,9 +38,16 @@ pub use user::{
 };
 
 /// A business event's stable ID, shared with the browser pixel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct EventId(String);
+
+/// Written as its text, borrowed (serde's `into` would copy it per encode).
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// Why a string is not an [`EventId`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
