@@ -126,9 +126,7 @@ pub fn sha256_hex(normalized: &str) -> Sha256Hex {
 
 /// Exactly 64 lowercase hex digits.
 pub fn is_sha256_lower(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| hex_digit(b).is_ok())
 }
 
 /// Hashed `user_data` fields, serialized with Meta's keys; `None` is omitted.
